@@ -1,0 +1,1 @@
+"""Management service: agents, customers, money moves, reports."""

@@ -1,0 +1,390 @@
+"""Wiring and lifecycle: the service container every server plugs into.
+
+Services start in order and stop in reverse. Each has ``start()`` and ``stop()``;
+a service that fails to start stops those already started before the error
+surfaces. SIGTERM/SIGINT stop intake first, then everything drains within
+``service.drain_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from gateway import demo
+from gateway.authz.directory import Directory
+from gateway.balance.service import Balance
+from gateway.calls import Calls
+from gateway.config import Config, mask_url
+from gateway.db import migrate
+from gateway.db.committer import Committer
+from gateway.db.pool import create_pool, translate_errors
+from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
+from gateway.errors import BackendUnavailable
+from gateway.gauges import GaugeSampler
+from gateway.keys import Keys
+from gateway.ops import Check, OpsServer, notify_systemd
+from gateway.radius.clients import ClientTable
+from gateway.radius.server import RadiusFront
+from gateway.ratecache import RateCache
+from gateway.redisconn import create_client
+from gateway.redisconn import translate_errors as translate_redis_errors
+from gateway.sip.server import SipFront
+
+log = logging.getLogger(__name__)
+
+# Set by the supervisor for its workers: how many share the UDP ports.
+WORKER_COUNT_ENV = "GATEWAY_WORKER_COUNT"
+
+
+class Service(Protocol):
+    """Anything the container runs."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class Runtime:
+    """What the services share once started: backend URLs and clients."""
+
+    config: Config
+    database_url: str = ""
+    redis_url: str = ""
+    db: asyncpg.Pool | None = None
+    redis: aioredis.Redis | None = None
+    keys: Keys = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.database_url = self.config.database.url
+        self.redis_url = self.config.redis.url
+        self.keys = Keys(self.config.redis.key_prefix, self.config.redis.shards)
+
+    def pool(self) -> asyncpg.Pool:
+        if self.db is None:
+            raise RuntimeError("database service not started")
+        return self.db
+
+    def client(self) -> aioredis.Redis:
+        if self.redis is None:
+            raise RuntimeError("redis service not started")
+        return self.redis
+
+
+class EmbeddedServers:
+    """Starts an embedded PostgreSQL and/or Redis for each URL left empty."""
+
+    name = "embedded"
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        state = runtime.config.state_path
+        self.postgres = EmbeddedPostgres(state / "postgres") if not runtime.database_url else None
+        self.redis = EmbeddedRedis(state / "redis") if not runtime.redis_url else None
+
+    async def start(self) -> None:
+        if self.redis is not None:
+            self.runtime.redis_url = await asyncio.to_thread(self.redis.start)
+        else:
+            log.info("redis.external", extra={"url": mask_url(self.runtime.redis_url)})
+        if self.postgres is not None:
+            self.runtime.database_url = await asyncio.to_thread(self.postgres.start)
+        else:
+            log.info("postgres.external", extra={"url": mask_url(self.runtime.database_url)})
+
+    async def stop(self) -> None:
+        if self.postgres is not None:
+            await asyncio.to_thread(self.postgres.stop)
+        if self.redis is not None:
+            await asyncio.to_thread(self.redis.stop)
+
+
+class Database:
+    """The PostgreSQL pool; applies pending migrations on start when configured to."""
+
+    name = "database"
+
+    def __init__(self, runtime: Runtime, *, migrate_now: bool | None = None) -> None:
+        self.runtime = runtime
+        self.migrate_now = (
+            runtime.config.database.migrate_on_start if migrate_now is None else migrate_now
+        )
+
+    async def start(self) -> None:
+        pool = await create_pool(self.runtime.config.database, self.runtime.database_url)
+        try:
+            if self.migrate_now:
+                with translate_errors():
+                    async with pool.acquire() as conn:
+                        await migrate.migrate(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        self.runtime.db = pool
+
+    async def stop(self) -> None:
+        if self.runtime.db is not None:
+            await self.runtime.db.close()
+            self.runtime.db = None
+
+
+class Redis:
+    """The Redis client; checks the server answers before the gateway takes calls."""
+
+    name = "redis"
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def start(self) -> None:
+        client = create_client(self.runtime.config.redis, self.runtime.redis_url)
+        try:
+            with translate_redis_errors():
+                await client.ping()
+        except BackendUnavailable:
+            await client.aclose()
+            raise
+        self.runtime.redis = client
+
+    async def stop(self) -> None:
+        if self.runtime.redis is not None:
+            await self.runtime.redis.aclose()
+            self.runtime.redis = None
+
+
+class DemoSeed:
+    """Seeds the demo tree on first start and prints how to place a call, every start."""
+
+    name = "demo"
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def start(self) -> None:
+        async with self.runtime.pool().acquire() as conn:
+            summary = await demo.seed(conn)
+        print(demo.describe(summary), flush=True)
+
+    async def stop(self) -> None:
+        return None
+
+
+class CallPath:
+    """Everything a call touches, built once the backends are up, started in order:
+    balance (scripts, sweeper), committer, rates, directory, then the fronts. Stopped
+    in reverse: the fronts stop taking requests and drain first, the committer flushes
+    last but one."""
+
+    name = "call-path"
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.inner: Container | None = None
+        self.balance: Balance | None = None
+        self.committer: Committer | None = None
+        self.directory: Directory | None = None
+        self.rates: RateCache | None = None
+        self.calls: Calls | None = None
+        self.radius: RadiusFront | None = None
+        self.sip: SipFront | None = None
+        self.ops: OpsServer | None = None
+
+    async def start(self) -> None:
+        rt, cfg = self.runtime, self.runtime.config
+        pool, client = rt.pool(), rt.client()
+        self.balance = Balance(cfg.balance, client, pool, rt.keys)
+        self.committer = Committer(
+            cfg.committer, client, pool, rt.keys, drain_timeout_s=cfg.service.drain_timeout_s
+        )
+        self.rates = RateCache(pool, rt.database_url)
+        self.directory = Directory(
+            pool, rt.database_url, on_account_change=self.balance.mirror.sync_many
+        )
+        waits = cfg.committer.ack_after == "commit"
+        self.calls = Calls(
+            self.directory,
+            self.rates,
+            self.balance,
+            waiter=self.committer if waits else None,
+            commit_wait_s=cfg.committer.commit_wait_s if waits else 0.0,
+        )
+        services: list[Service] = [
+            self.balance,
+            self.committer,
+            self.rates,
+            self.directory,
+            GaugeSampler(cfg.metrics, client, rt.keys, self.directory),
+        ]
+        if cfg.radius.enabled:
+            self.radius = RadiusFront(
+                cfg.radius,
+                self.calls,
+                cfg.service.drain_timeout_s,
+                workers=int(os.environ.get(WORKER_COUNT_ENV, "1")),
+            )
+            services.append(self.radius)
+        if cfg.sip.enabled:
+            self.sip = SipFront(
+                cfg.sip,
+                cfg.radius.clients,
+                self.calls,
+                self.directory,
+                pool,
+                rt.database_url,
+                cfg.service.drain_timeout_s,
+            )
+            services.append(self.sip)
+        if cfg.metrics.enabled:
+            self.ops = OpsServer(cfg.metrics, self.readiness_checks())
+            services.append(self.ops)
+        self.inner = Container(services, cfg.service.drain_timeout_s)
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        if self.inner is not None:
+            await self.inner.stop()
+
+    def readiness_checks(self) -> dict[str, Check]:
+        rt = self.runtime
+
+        async def redis_ok() -> str | None:
+            await rt.client().ping()
+            return None
+
+        async def postgres_ok() -> str | None:
+            async with rt.pool().acquire() as conn:
+                await conn.fetchval("SELECT 1")
+                current = await migrate.is_current(conn)
+            return None if current else "schema migrations pending"
+
+        async def radius_ok() -> str | None:
+            if self.radius is None or self.radius.listening():
+                return None
+            return "RADIUS sockets are not listening"
+
+        async def sip_ok() -> str | None:
+            if self.sip is None or self.sip.listening():
+                return None
+            return "SIP sockets are not listening"
+
+        return {"redis": redis_ok, "postgresql": postgres_ok, "radius": radius_ok, "sip": sip_ok}
+
+    async def reload(self, config: Config) -> None:
+        """SIGHUP: new switch list, rates and directory re-read; calls keep flowing.
+
+        Other settings are read at start; a change to them is logged as needing a
+        restart.
+        """
+        old = self.runtime.config
+        if self.radius is not None:
+            self.radius.replace_clients(ClientTable.from_config(config.radius.clients))
+        if self.sip is not None:
+            self.sip.reload(config.radius.clients)
+        if self.rates is not None:
+            self.rates.request_reload()
+        if self.directory is not None:
+            await self.directory.reload_all()
+        changed = [
+            name
+            for name in ("service", "redis", "database", "balance", "committer", "sip", "metrics")
+            if getattr(old, name) != getattr(config, name)
+        ]
+        radius_rest = dataclasses.replace(config.radius, clients=old.radius.clients)
+        if radius_rest != old.radius:
+            changed.append("radius")
+        if changed:
+            log.warning("config.reload_needs_restart", extra={"sections": ",".join(changed)})
+        log.info("config.reloaded")
+
+
+class Container:
+    """Starts services in order, stops them in reverse, each stop bounded in time."""
+
+    def __init__(self, services: Sequence[Service], drain_timeout_s: float) -> None:
+        self.services = list(services)
+        self.drain_timeout_s = drain_timeout_s
+        self.started: list[Service] = []
+
+    async def start(self) -> None:
+        for service in self.services:
+            try:
+                await service.start()
+            except BaseException:
+                log.error("service.start_failed", extra={"service": service.name})
+                await self.stop()
+                raise
+            self.started.append(service)
+            log.info("service.started", extra={"service": service.name})
+
+    async def stop(self) -> None:
+        while self.started:
+            service = self.started.pop()
+            try:
+                # Shielded: a second signal must not cut a flush in half.
+                await asyncio.wait_for(asyncio.shield(service.stop()), self.drain_timeout_s)
+                log.info("service.stopped", extra={"service": service.name})
+            except TimeoutError:
+                log.error("service.stop_timeout", extra={"service": service.name})
+            except Exception:
+                log.exception("service.stop_failed", extra={"service": service.name})
+
+    async def run_until_signalled(
+        self,
+        on_reload: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        """Start, wait for SIGTERM or SIGINT, then stop everything; SIGHUP calls on_reload."""
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        reloads: set[asyncio.Task[None]] = set()
+
+        def hangup() -> None:
+            if on_reload is not None:
+                task = asyncio.create_task(on_reload())
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, hangup)
+        try:
+            await self.start()
+            log.info("gateway.ready")
+            notify_systemd("READY=1")
+            if on_ready is not None:
+                on_ready()
+            await stopping.wait()
+            log.info("gateway.stopping")
+            notify_systemd("STOPPING=1")
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(signum)
+            await self.stop()
+
+
+def backend_services(runtime: Runtime, *, migrate_now: bool | None = None) -> list[Service]:
+    """Embedded servers (when needed), then PostgreSQL and Redis."""
+    return [EmbeddedServers(runtime), Database(runtime, migrate_now=migrate_now), Redis(runtime)]
+
+
+def gateway_services(runtime: Runtime, *, with_demo: bool) -> list[Service]:
+    """Everything ``gateway run`` starts, in start order."""
+    services = backend_services(runtime)
+    if with_demo:
+        services.append(DemoSeed(runtime))
+    services.append(CallPath(runtime))
+    return services

@@ -1,0 +1,1 @@
+"""Caller identification, authorization policy, and the typed reasons for refusal."""

@@ -1,0 +1,197 @@
+"""Who is calling and who pays: extensions, caller-IDs and the account tree, in memory.
+
+Loaded from PostgreSQL at start and reloaded per table when a trigger notifies a
+change (channel ``gateway_directory``), so identifying a caller and building a
+call's chain cost no round trip. A change is visible within about a second.
+Money is not here: balances, holds and the authoritative status check live in
+Redis (reserve.lua); a status change is also pushed to the Redis mirror.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from gateway.balance.chain import ChainAccount
+from gateway.db import Connection
+from gateway.db.listener import NotifyListener
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "gateway_directory"
+COALESCE_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    username: str
+    account_id: int
+    secret: str | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    parent_id: int | None
+    root_id: int
+    kind: str
+    billing_mode: str | None
+    rate_group_id: int | None
+    status: str
+    currency: str
+    credit_limit_micros: int
+    max_calls: int | None
+
+    def as_chain_account(self) -> ChainAccount:
+        return ChainAccount(self.id, self.root_id, self.kind, self.billing_mode, self.rate_group_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tables:
+    extensions: dict[str, Extension]
+    caller_ids: dict[str, int]
+    accounts: dict[int, Account]
+
+
+async def _load_extensions(conn: Connection) -> dict[str, Extension]:
+    rows = await conn.fetch("SELECT username, account_id, secret, status FROM extensions")
+    return {
+        r["username"]: Extension(
+            r["username"], r["account_id"], r["secret"], r["status"] == "active"
+        )
+        for r in rows
+    }
+
+
+async def _load_caller_ids(conn: Connection) -> dict[str, int]:
+    rows = await conn.fetch("SELECT number, account_id FROM caller_ids")
+    return {r["number"]: r["account_id"] for r in rows}
+
+
+async def _load_accounts(conn: Connection) -> dict[int, Account]:
+    rows = await conn.fetch(
+        "SELECT id, parent_id, root_id, kind, billing_mode, rate_group_id, status, currency, "
+        "credit_limit_micros, max_concurrent_calls FROM accounts"
+    )
+    return {
+        r["id"]: Account(
+            r["id"],
+            r["parent_id"],
+            r["root_id"],
+            r["kind"],
+            r["billing_mode"],
+            r["rate_group_id"],
+            r["status"],
+            r["currency"],
+            r["credit_limit_micros"],
+            r["max_concurrent_calls"],
+        )
+        for r in rows
+    }
+
+
+_TABLES = ("extensions", "caller_ids", "accounts")
+
+
+class Directory:
+    """The in-memory directory; ``on_account_change`` hears accounts whose caps changed."""
+
+    name = "directory"
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        url: str,
+        on_account_change: Callable[[list[int]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.tables = _Tables({}, {}, {})
+        self.on_account_change = on_account_change
+        self.reloads = 0
+        self._pending: set[str] = set()
+        self._reloader: asyncio.Task[None] | None = None
+        self._listener = NotifyListener(url, CHANNEL, self._notified, self.reload_all)
+
+    async def start(self) -> None:
+        await self._listener.start()
+        await self.reload_all()
+
+    async def stop(self) -> None:
+        await self._listener.stop()
+        if self._reloader is not None:
+            self._reloader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reloader
+
+    async def reload_all(self) -> None:
+        await self._reload(set(_TABLES))
+
+    def _notified(self, payload: str) -> None:
+        self._pending.add(payload if payload in _TABLES else "*")
+        if self._reloader is None or self._reloader.done():
+            self._reloader = asyncio.create_task(self._reload_pending())
+
+    async def _reload_pending(self) -> None:
+        await asyncio.sleep(COALESCE_S)  # a burst of statements becomes one reload
+        while self._pending:
+            names = set(_TABLES) if "*" in self._pending else set(self._pending)
+            self._pending.clear()
+            try:
+                await self._reload(names)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("directory.reload_failed", extra={"error": str(exc)})
+                self._pending |= names
+                await asyncio.sleep(1.0)
+
+    async def _reload(self, names: set[str]) -> None:
+        old = self.tables
+        extensions, caller_ids, accounts = old.extensions, old.caller_ids, old.accounts
+        async with self.pool.acquire() as conn:
+            if "extensions" in names:
+                extensions = await _load_extensions(conn)
+            if "caller_ids" in names:
+                caller_ids = await _load_caller_ids(conn)
+            if "accounts" in names:
+                accounts = await _load_accounts(conn)
+        self.tables = _Tables(extensions, caller_ids, accounts)
+        self.reloads += 1
+        log.info("directory.reloaded", extra={"tables": ",".join(sorted(names))})
+        if "accounts" in names and self.on_account_change is not None and old.accounts:
+            changed = [
+                a.id
+                for a in self.tables.accounts.values()
+                if (prev := old.accounts.get(a.id)) is not None
+                and (prev.status, prev.credit_limit_micros, prev.max_calls)
+                != (a.status, a.credit_limit_micros, a.max_calls)
+            ]
+            if changed:
+                await self.on_account_change(changed)
+
+    # -- lookups (no I/O) -------------------------------------------------------------
+
+    def extension(self, username: str) -> Extension | None:
+        return self.tables.extensions.get(username)
+
+    def caller_id(self, number: str) -> int | None:
+        return self.tables.caller_ids.get(number)
+
+    def account(self, account_id: int) -> Account | None:
+        return self.tables.accounts.get(account_id)
+
+    def chain_accounts(self, customer_id: int) -> list[ChainAccount] | None:
+        """The customer and every agent above it, customer first; None if unknown."""
+        accounts = self.tables.accounts
+        current = accounts.get(customer_id)
+        chain: list[ChainAccount] = []
+        while current is not None:
+            chain.append(current.as_chain_account())
+            if current.parent_id is None:
+                return chain
+            current = accounts.get(current.parent_id)
+        return None  # a broken parent link: refuse rather than bill a partial chain

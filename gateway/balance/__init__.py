@@ -1,0 +1,1 @@
+"""Live balances in Redis: reservations over the account chain, settlement, mirror."""

@@ -1,0 +1,82 @@
+"""A call's account chain: who pays, at which rate, and who only caps.
+
+The customer always pays at its rate group's rate. Above it, an agent in
+``wholesale`` mode pays too, at its own rate group (the VOS3000 "agent uses the
+lower rate"); an agent in ``transfer`` mode is never charged for calls (it sold its
+credit by transfer) but its status and call limit still apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.authz.reasons import Reason, Refusal
+from gateway.balance.types import Chain, Level
+from gateway.db import Connection
+from gateway.rating.prefix_index import RatingIndex, UnknownRateGroup
+
+
+@dataclass(frozen=True, slots=True)
+class ChainAccount:
+    """What building a chain needs to know of one account."""
+
+    id: int
+    root_id: int
+    kind: str
+    billing_mode: str | None
+    rate_group_id: int | None
+
+    @property
+    def charged(self) -> bool:
+        return self.kind == "customer" or self.billing_mode == "wholesale"
+
+
+async def fetch_chain_accounts(conn: Connection, customer_id: int) -> list[ChainAccount]:
+    """The customer and every agent above it, customer first (empty if unknown)."""
+    rows = await conn.fetch(
+        "SELECT a.id, a.root_id, a.kind, a.billing_mode, a.rate_group_id, "
+        "       array_position(c.ancestors, a.id) AS depth "
+        "FROM accounts c JOIN accounts a ON a.id = c.id OR a.id = ANY(c.ancestors) "
+        "WHERE c.id = $1",
+        customer_id,
+    )
+    # Customer first (no position in its own ancestors), then from the parent up.
+    ordered = sorted(rows, key=lambda r: (0, 0) if r["id"] == customer_id else (1, -r["depth"]))
+    return [
+        ChainAccount(r["id"], r["root_id"], r["kind"], r["billing_mode"], r["rate_group_id"])
+        for r in ordered
+    ]
+
+
+def build_chain(
+    accounts: Sequence[ChainAccount], index: RatingIndex, number: str, at: datetime
+) -> tuple[Chain, tuple[str, ...], tuple[int, ...]] | Refusal:
+    """Price every paying level for ``number`` at ``at``.
+
+    Returns the chain plus each level's matched prefix and rate group (for the CDR),
+    or a refusal naming the first level with no rate for the destination.
+    """
+    levels: list[Level] = []
+    prefixes: list[str] = []
+    groups: list[int] = []
+    for depth, account in enumerate(accounts):
+        if not account.charged:
+            levels.append(Level(account.id, charged=False))
+            prefixes.append("")
+            groups.append(0)
+            continue
+        rate = None
+        if account.rate_group_id is not None:
+            try:
+                rate = index.lookup(account.rate_group_id, number, at)
+            except UnknownRateGroup:
+                rate = None
+        if rate is None:
+            return Refusal(Reason.DESTINATION_NOT_RATED, account_id=account.id, level=depth)
+        levels.append(Level(account.id, True, rate, account.rate_group_id))
+        prefixes.append(rate.prefix)
+        groups.append(account.rate_group_id or 0)
+    chain = Chain(accounts[0].root_id, tuple(levels))
+    return chain, tuple(prefixes), tuple(groups)

@@ -1,0 +1,90 @@
+-- reserve.lua: authorize a call and hold its money on every level, or change nothing.
+--
+-- KEYS[1]  session hash        {tag}:sess:<session key>
+-- KEYS[2]  due sorted set      {tag}:due   (session key -> deadline, for the sweeper)
+-- KEYS[3..] account hashes, customer first, then each agent up the chain
+-- ARGV[1]  now (unix seconds)
+-- ARGV[2]  hold margin (s): a hold lives granted + margin before the sweeper ends it
+-- ARGV[3]  max_call_s: the longest time ever granted
+-- ARGV[4]  levels JSON: one rate array per account key (see lib.lua), same order
+-- ARGV[5]  meta JSON: what the CDR needs later (caller, called, NAS...), kept as is
+--
+-- Returns {1, 'OK', 0, granted_s, holds_json} on success ('DUP' instead of 'OK'
+-- when the session already holds: its answer is repeated), else {0, reason, level, 0, ''}
+-- naming the first level (1 = customer) that refused:
+--   NOT_LOADED      the account hash is missing: load it from PostgreSQL and retry
+--   DISABLED        the account is disabled or removed
+--   TOO_MANY_CALLS  the account's concurrent-call limit is reached
+--   ZERO_BALANCE    the customer has nothing available
+--   INSUFFICIENT_FUNDS  the customer cannot pay the first increment
+--   AGENT_CAP       an agent above cannot cover the first increment
+--   SESSION_ENDED   this session was already settled or released
+
+local existing = redis.call('HMGET', KEYS[1], 'st', 'granted', 'holds')
+if existing[1] then
+    if existing[1] == 'reserved' or existing[1] == 'answered' then
+        return {1, 'DUP', 0, tonumber(existing[2]), existing[3]}
+    end
+    return {0, 'SESSION_ENDED', 0, 0, ''}
+end
+
+local now = tonumber(ARGV[1])
+local margin = tonumber(ARGV[2])
+local granted = tonumber(ARGV[3])
+local levels = cjson.decode(ARGV[4])
+local n = #KEYS - 2
+
+for i = 1, n do
+    local key = KEYS[i + 2]
+    local a = redis.call('HMGET', key, 'st', 'calls', 'maxc', 'bal', 'lim', 'held')
+    if not a[1] then
+        return {0, 'NOT_LOADED', i, 0, ''}
+    end
+    if a[1] ~= 'active' then
+        return {0, 'DISABLED', i, 0, ''}
+    end
+    local maxc = tonumber(a[3])
+    if maxc >= 0 and tonumber(a[2]) >= maxc then
+        return {0, 'TOO_MANY_CALLS', i, 0, ''}
+    end
+    local rate = levels[i]
+    if rate[1] == 1 then
+        local available = tonumber(a[4]) + tonumber(a[5]) - tonumber(a[6])
+        local level_max = max_seconds(rate, available, granted)
+        if level_max <= 0 then
+            if i > 1 then
+                return {0, 'AGENT_CAP', i, 0, ''}
+            end
+            if available <= 0 then
+                return {0, 'ZERO_BALANCE', i, 0, ''}
+            end
+            return {0, 'INSUFFICIENT_FUNDS', i, 0, ''}
+        end
+        granted = math.min(granted, level_max)
+    end
+end
+
+local holds = {}
+for i = 1, n do
+    local key = KEYS[i + 2]
+    local rate = levels[i]
+    local hold = 0
+    if rate[1] == 1 then
+        hold = call_cost(rate, granted)
+        redis.call('HINCRBY', key, 'held', hold)
+    end
+    holds[i] = hold
+    redis.call('HINCRBY', key, 'calls', 1)
+end
+
+local holds_json = cjson.encode(holds)
+local accounts = {}
+for i = 1, n do
+    accounts[i] = KEYS[i + 2]
+end
+redis.call('HSET', KEYS[1],
+    'st', 'reserved', 'granted', granted, 'holds', holds_json,
+    'levels', ARGV[4], 'accounts', cjson.encode(accounts), 'meta', ARGV[5],
+    'reserved_at', now)
+redis.call('ZADD', KEYS[2], now + granted + margin, KEYS[1])
+return {1, 'OK', 0, granted, holds_json}

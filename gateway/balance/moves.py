@@ -1,0 +1,246 @@
+"""Money moving outside calls: refills, payments, transfers, commissions, adjustments.
+
+Every move goes through ``move_money``: one PostgreSQL transaction writes the ledger
+entries and the balances (idempotent by the move's key), then the Redis mirror is
+updated (idempotent by ledger entry). PostgreSQL is the truth: when Redis cannot be
+updated the move still stands, is logged and counted, and ``reconcile`` repairs it;
+retrying the same move mirrors it without moving the money twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+
+from gateway.balance.scripts import Pipeliner
+from gateway.db import Connection
+from gateway.db.pool import translate_errors
+from gateway.errors import BackendUnavailable, GatewayError
+from gateway.keys import Keys
+from gateway.redisconn import translate_errors as redis_errors
+
+log = logging.getLogger(__name__)
+
+MOVE_KINDS = ("refill", "payment", "transfer", "commission", "commission_withdraw", "adjustment")
+MOVE_SEEN_TTL_S = 30 * 86400
+
+
+class MoveRefused(GatewayError):
+    """A money move that must not happen (it would overdraw, or the account is gone)."""
+
+    def __init__(self, code: str, account_id: int, detail: str) -> None:
+        super().__init__(f"{code}: account {account_id}: {detail}")
+        self.code = code
+        self.account_id = account_id
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One account's side of a move: a signed amount on its main or commission balance."""
+
+    account_id: int
+    amount_micros: int
+    pocket: str = "main"
+
+
+@dataclass(frozen=True, slots=True)
+class MoneyMove:
+    """A move of money; ``idempotency_key`` makes a retry a no-op.
+
+    Postings that take money out must not overdraw: the main balance must keep
+    ``available >= 0`` (balance less live holds; a credit limit is for calls, not for
+    giving money away) and the commission balance cannot go below zero.
+    """
+
+    kind: str
+    idempotency_key: str
+    postings: tuple[Posting, ...]
+    note: str = ""
+    reference: str = ""
+    created_by_user_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in MOVE_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(MOVE_KINDS)}, got {self.kind!r}")
+        if not self.postings:
+            raise ValueError("a move needs at least one posting")
+        if not 1 <= len(self.idempotency_key) <= 180:
+            raise ValueError("idempotency_key must be 1..180 characters")
+        for p in self.postings:
+            if p.pocket not in ("main", "commission"):
+                raise ValueError(f"pocket must be main or commission, got {p.pocket!r}")
+            if p.amount_micros == 0:
+                raise ValueError("a posting moves a non-zero amount")
+
+
+@dataclass(frozen=True, slots=True)
+class MoveResult:
+    ledger_ids: tuple[int, ...]
+    duplicate: bool  # the key was seen before: nothing moved this time
+    mirrored: bool  # Redis reflects the move (or the accounts are not mirrored)
+
+
+@dataclass(frozen=True, slots=True)
+class _Mirror:
+    root_id: int
+    account_id: int
+    ledger_id: int
+    amount_micros: int
+    version: int
+
+
+async def _live(
+    pipeliner: Pipeliner, keys: Keys, root_id: int, account_id: int
+) -> tuple[int, int] | None:
+    """The Redis balance and holds of a mirrored account, None when not mirrored."""
+    with redis_errors():
+        values = await pipeliner.client.hmget(keys.account(root_id, account_id), ["bal", "held"])
+    balance, held = values
+    if balance is None or held is None:
+        return None
+    return int(balance), int(held)
+
+
+async def _book(
+    conn: Connection, move: MoneyMove, pipeliner: Pipeliner, keys: Keys
+) -> tuple[list[int], list[_Mirror], bool]:
+    entry_keys = [f"{move.idempotency_key}#{i}" for i in range(len(move.postings))]
+    existing = await conn.fetch(
+        "SELECT id, account_id, amount_micros, pocket, account_version, idempotency_key "
+        "FROM ledger_entries WHERE idempotency_key = ANY($1::text[]) ORDER BY idempotency_key",
+        entry_keys,
+    )
+    if existing:
+        roots = dict(
+            await conn.fetch(
+                "SELECT id, root_id FROM accounts WHERE id = ANY($1::bigint[])",
+                [r["account_id"] for r in existing],
+            )
+        )
+        seen = [
+            _Mirror(
+                roots[r["account_id"]],
+                r["account_id"],
+                r["id"],
+                r["amount_micros"],
+                r["account_version"],
+            )
+            for r in existing
+            if r["pocket"] == "main" and r["account_version"] is not None
+        ]
+        return [r["id"] for r in existing], seen, True
+
+    ids = sorted({p.account_id for p in move.postings})
+    rows = {
+        r["id"]: r
+        for r in await conn.fetch(
+            "SELECT id, root_id, status, balance_micros, commission_balance_micros FROM accounts "
+            "WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+            ids,
+        )
+    }
+    for p in move.postings:
+        row = rows.get(p.account_id)
+        if row is None:
+            raise MoveRefused("UNKNOWN_ACCOUNT", p.account_id, "no such account")
+        if row["status"] == "removed":
+            raise MoveRefused("ACCOUNT_REMOVED", p.account_id, "account is removed")
+    await _check_funds(move, rows, pipeliner, keys)
+
+    ledger_ids: list[int] = []
+    mirrors: list[_Mirror] = []
+    for p, key in zip(move.postings, entry_keys, strict=True):
+        version = None
+        if p.pocket == "main":
+            version = await conn.fetchval(
+                "UPDATE accounts SET balance_micros = balance_micros + $2, "
+                "money_version = money_version + 1 WHERE id = $1 RETURNING money_version",
+                p.account_id,
+                p.amount_micros,
+            )
+        else:
+            await conn.execute(
+                "UPDATE accounts SET commission_balance_micros = commission_balance_micros + $2 "
+                "WHERE id = $1",
+                p.account_id,
+                p.amount_micros,
+            )
+        counterparty = next(
+            (q.account_id for q in move.postings if q.account_id != p.account_id), None
+        )
+        ledger_id = await conn.fetchval(
+            "INSERT INTO ledger_entries (account_id, kind, pocket, amount_micros, "
+            "counterparty_account_id, idempotency_key, reference, note, created_by_user_id, "
+            "account_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            p.account_id,
+            move.kind,
+            p.pocket,
+            p.amount_micros,
+            counterparty,
+            key,
+            move.reference,
+            move.note,
+            move.created_by_user_id,
+            version,
+        )
+        ledger_ids.append(ledger_id)
+        if version is not None:
+            mirrors.append(
+                _Mirror(
+                    rows[p.account_id]["root_id"], p.account_id, ledger_id, p.amount_micros, version
+                )
+            )
+    return ledger_ids, mirrors, False
+
+
+async def _check_funds(
+    move: MoneyMove, rows: dict[int, asyncpg.Record], pipeliner: Pipeliner, keys: Keys
+) -> None:
+    outgoing: dict[tuple[int, str], int] = {}
+    for p in move.postings:
+        outgoing[(p.account_id, p.pocket)] = (
+            outgoing.get((p.account_id, p.pocket), 0) + p.amount_micros
+        )
+    for (account_id, pocket), net in outgoing.items():
+        if net >= 0 or move.kind == "adjustment":
+            continue
+        row = rows[account_id]
+        if pocket == "commission":
+            available = row["commission_balance_micros"]
+        else:
+            available = row["balance_micros"]
+            live = await _live(pipeliner, keys, row["root_id"], account_id)
+            if live is not None:
+                # Redis is ahead of PostgreSQL by the debits not committed yet, and
+                # holds money for calls in progress: neither may be given away.
+                available = min(available, live[0]) - live[1]
+        if available + net < 0:
+            raise MoveRefused(
+                "INSUFFICIENT_FUNDS",
+                account_id,
+                f"{pocket} balance available {available} micros, move needs {-net}",
+            )
+
+
+async def move_money(
+    pool: asyncpg.Pool, pipeliner: Pipeliner, keys: Keys, move: MoneyMove
+) -> MoveResult:
+    """Book ``move`` in PostgreSQL, then mirror it in Redis; idempotent by its key."""
+    with translate_errors():
+        async with pool.acquire() as conn, conn.transaction():
+            ledger_ids, mirrors, duplicate = await _book(conn, move, pipeliner, keys)
+    mirrored = True
+    try:
+        for m in mirrors:
+            await pipeliner.call(
+                "apply_move",
+                (keys.account(m.root_id, m.account_id), keys.move_seen(m.root_id, m.ledger_id)),
+                (m.amount_micros, m.version, MOVE_SEEN_TTL_S),
+            )
+    except BackendUnavailable as exc:
+        mirrored = False
+        log.warning("money.mirror_failed", extra={"key": move.idempotency_key, "error": str(exc)})
+    return MoveResult(tuple(ledger_ids), duplicate, mirrored)

@@ -1,0 +1,54 @@
+"""The balance service: scripts loaded, store, mirror and sweeper wired together."""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from gateway.authz.reasons import Refusal
+from gateway.balance.mirror import AccountMirror
+from gateway.balance.scripts import Pipeliner, load_scripts
+from gateway.balance.store import BalanceStore, NotLoaded, SessionRef
+from gateway.balance.sweeper import Sweeper
+from gateway.balance.types import CallEnd, CallMeta, Chain, Grant, Settled
+from gateway.config import BalanceConfig
+from gateway.keys import Keys
+
+
+class Balance:
+    """Reservations that load accounts into Redis on first use."""
+
+    name = "balance"
+
+    def __init__(
+        self, config: BalanceConfig, redis: aioredis.Redis, pool: asyncpg.Pool, keys: Keys
+    ) -> None:
+        self.pipeliner = Pipeliner(redis, load_scripts())
+        self.store = BalanceStore(self.pipeliner, keys, config)
+        self.mirror = AccountMirror(pool, self.pipeliner, keys)
+        self.sweeper = Sweeper(self.store)
+
+    async def start(self) -> None:
+        await self.pipeliner.load()
+        await self.sweeper.start()
+
+    async def stop(self) -> None:
+        await self.sweeper.stop()
+
+    async def reserve(self, ref: SessionRef, chain: Chain, meta: CallMeta) -> Grant | Refusal:
+        """``BalanceStore.reserve``, mirroring the chain's accounts first when needed."""
+        try:
+            return await self.store.reserve(ref, chain, meta)
+        except NotLoaded:
+            await self.mirror.load(chain.account_ids)
+            return await self.store.reserve(ref, chain, meta)
+
+    async def charge(
+        self, ref: SessionRef, chain: Chain, meta: CallMeta, duration_s: int, end: CallEnd
+    ) -> Settled:
+        """``BalanceStore.charge``, mirroring the chain's accounts first when needed."""
+        try:
+            return await self.store.charge(ref, chain, meta, duration_s, end)
+        except NotLoaded:
+            await self.mirror.load(chain.account_ids)
+            return await self.store.charge(ref, chain, meta, duration_s, end)

@@ -1,0 +1,82 @@
+"""The sweeper: ends calls whose hold outlived its deadline (no Stop ever came).
+
+An answered call is settled at its granted time (the switch was told to cut it
+there) or released free, per ``balance.orphan_policy``; an unanswered hold is
+released. Every gateway may sweep: the scripts are idempotent, so two sweepers
+ending the same session charge it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from gateway import metrics
+from gateway.balance.store import BalanceStore, SessionEnded, UnknownSession
+from gateway.balance.types import CallEnd
+from gateway.periodic import Periodic
+from gateway.redisconn import translate_errors
+
+log = logging.getLogger(__name__)
+
+SWEEP_BATCH = 500
+ORPHAN_CAUSE = "orphan-swept"
+
+
+class Sweeper(Periodic):
+    """Periodically ends overdue sessions on every shard."""
+
+    name = "sweeper"
+
+    def __init__(self, store: BalanceStore) -> None:
+        super().__init__(store.config.sweep_interval_s)
+        self.store = store
+        self.settled = 0
+        self.released = 0
+
+    async def step(self) -> None:
+        await self.sweep()
+
+    async def sweep(self, now: float | None = None) -> int:
+        """End every session overdue at ``now``; return how many were ended."""
+        moment = time.time() if now is None else now
+        ended = 0
+        keys = self.store.keys
+        client = self.store.pipeliner.client
+        for shard in range(keys.shards):
+            with translate_errors():
+                due = await client.zrangebyscore(
+                    keys.due(shard), "-inf", moment, start=0, num=SWEEP_BATCH
+                )
+            for raw in due:
+                session = raw.decode() if isinstance(raw, bytes) else str(raw)
+                ended += await self._end(session, shard)
+        return ended
+
+    async def _end(self, session: str, shard: int) -> int:
+        client = self.store.pipeliner.client
+        with translate_errors():
+            state, granted, answered_at = await client.hmget(
+                session, ["st", "granted", "answered_at"]
+            )
+        try:
+            if state == b"answered" and self.store.config.orphan_policy == "settle":
+                start = float(answered_at or 0)
+                seconds = int(granted or 0)
+                end = CallEnd(disconnect_at=start + seconds, cause=ORPHAN_CAUSE, connect_at=start)
+                await self.store.settle_key(session, shard, seconds, end)
+                self.settled += 1
+                metrics.ORPHANS_SWEPT.labels("settled").inc()
+            elif state is None:
+                # The session is gone (expired or removed): only its index entry is left.
+                with translate_errors():
+                    await client.zrem(self.store.keys.due(shard), session)
+                return 0
+            else:
+                await self.store.release_key(session, shard)
+                self.released += 1
+                metrics.ORPHANS_SWEPT.labels("released").inc()
+        except (UnknownSession, SessionEnded):
+            return 0
+        log.info("sweeper.ended", extra={"session": session, "state": str(state)})
+        return 1

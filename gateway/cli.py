@@ -1,0 +1,213 @@
+"""The ``gateway`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+import uvloop
+
+from gateway import cli_rates, demo, logs
+from gateway import config as config_mod
+from gateway.app import CallPath, Container, Runtime, backend_services, gateway_services
+from gateway.balance.reconcile import reconcile
+from gateway.config import Config, ConfigError
+from gateway.db import migrate
+from gateway.errors import GatewayError
+from gateway.loadgen import cli as cli_loadgen
+from gateway.workers import Supervisor, signal_ready, worker_argv
+
+log = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser.add_argument("--config", help="TOML file (default: $GATEWAY_CONFIG, ./gateway.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway until SIGTERM")
+    run.add_argument("--demo", action="store_true", help="seed demo data and print how to call")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes sharing the UDP ports (default: the number of CPUs)",
+    )
+    run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+    cfg = sub.add_parser("config", help="check or show the configuration")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    cfg_sub.add_parser("check", help="load and check; exit 1 naming the bad key")
+    cfg_sub.add_parser("show", help="print the effective configuration, secrets masked")
+    cfg_sub.add_parser("example", help="print the documented example file")
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("migrate", help="apply pending migrations")
+    db_sub.add_parser("status", help="list applied and pending migrations")
+
+    sub.add_parser("demo", help="seed the demo data and print logins and call commands")
+
+    rec = sub.add_parser("reconcile", help="compare Redis balances with PostgreSQL")
+    rec.add_argument("--repair", action="store_true", help="bring Redis to PostgreSQL's values")
+    cli_rates.add_parser(sub)
+    cli_loadgen.add_parser(sub)
+    return parser
+
+
+def _run_async(work: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run on uvloop: the call path's event loop."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(work())
+
+
+async def _with_backends(cfg: Config, job: Callable[[Runtime], Awaitable[int]]) -> int:
+    runtime = Runtime(cfg)
+    container = Container(backend_services(runtime), cfg.service.drain_timeout_s)
+    await container.start()
+    try:
+        return await job(runtime)
+    finally:
+        await container.stop()
+
+
+async def _migrate(runtime: Runtime) -> int:
+    # The Database service already migrated when migrate_on_start is set; this reports.
+    async with runtime.pool().acquire() as conn:
+        done = await migrate.migrate(conn)
+        total = len(await migrate.applied(conn))
+    print(f"applied {len(done)} migration(s); schema at {total} of {len(migrate.available())}")
+    return 0
+
+
+async def _status(runtime: Runtime) -> int:
+    async with runtime.pool().acquire() as conn:
+        done = await migrate.applied(conn)
+    for m in migrate.available():
+        state = "applied" if m.version in done else "pending"
+        print(f"{m.version:04d}_{m.name}: {state}")
+    return 0
+
+
+def _reconcile(repair: bool) -> Callable[[Runtime], Awaitable[int]]:
+    async def job(runtime: Runtime) -> int:
+        report = await reconcile(runtime.pool(), runtime.client(), runtime.keys, repair=repair)
+        print(
+            f"checked {report.accounts_checked} accounts; {report.pending_settlements} "
+            f"settlements not yet committed; {report.live_sessions} calls up"
+        )
+        if report.dead_letters:
+            print(
+                f"{report.dead_letters} settlement(s) in the dead-letter streams "
+                "(debited in Redis, not in PostgreSQL): inspect them before repairing"
+            )
+        for d in report.drifts:
+            print(
+                f"account {d.account_id}: {d.field} redis={d.redis_value} "
+                f"expected={d.expected} ({d.difference:+d})"
+            )
+        if not report.drifts:
+            print("no drift")
+            return 0
+        print("repaired" if report.repaired else "drift found (run with --repair to fix)")
+        return 0 if report.repaired else 1
+
+    return job
+
+
+async def _demo(runtime: Runtime) -> int:
+    async with runtime.pool().acquire() as conn:
+        summary = await demo.seed(conn)
+    print(demo.describe(summary))
+    return 0
+
+
+def _config_command(args: argparse.Namespace) -> int:
+    if args.config_command == "example":
+        sys.stdout.write(config_mod.example())
+        return 0
+    cfg = config_mod.load(args.config)
+    if args.config_command == "check":
+        print("configuration OK")
+    else:
+        sys.stdout.write(config_mod.render(cfg, with_docs=False, mask=True))
+    return 0
+
+
+def _with_demo_clients(cfg: Config, demo_mode: bool) -> Config:
+    if demo_mode and not cfg.radius.clients:
+        # The demo answers the radclient lines it prints, from this machine only.
+        radius = dataclasses.replace(cfg.radius, clients=demo.demo_clients())
+        return dataclasses.replace(cfg, radius=radius)
+    return cfg
+
+
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    """``gateway run``: one process, or a supervisor of ``--workers`` processes."""
+    cfg = _with_demo_clients(cfg, args.demo)
+    if args.workers < 1:
+        raise ConfigError(f"--workers: must be >= 1, got {args.workers}")
+    if args.workers > 1 and not args.worker:
+        supervisor = Supervisor(
+            cfg, worker_argv(args.config, args.demo), args.workers, with_demo=args.demo
+        )
+        return _run_async(supervisor.run)
+    runtime = Runtime(cfg)
+    container = Container(
+        gateway_services(runtime, with_demo=args.demo and not args.worker),
+        cfg.service.drain_timeout_s,
+    )
+    path = next(s for s in container.services if isinstance(s, CallPath))
+
+    async def reload() -> None:
+        try:
+            fresh = _with_demo_clients(config_mod.load(args.config), args.demo)
+        except ConfigError as exc:
+            log.error("config.reload_refused", extra={"error": str(exc)})
+            return
+        await path.reload(fresh)
+
+    async def serve() -> int:
+        await container.run_until_signalled(reload, on_ready=signal_ready)
+        return 0
+
+    return _run_async(serve)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gateway`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "config":
+            return _config_command(args)
+        cfg = config_mod.load(args.config)
+        logs.setup(cfg.service.log_level, cfg.service.log_format)
+        if args.command == "run":
+            return _run(args, cfg)
+        if args.command == "loadgen":
+            return cli_loadgen.run(args)
+        if args.command == "db":
+            job = _migrate if args.db_command == "migrate" else _status
+            return _run_async(lambda: _with_backends(cfg, job))
+        if args.command == "reconcile":
+            return _run_async(lambda: _with_backends(cfg, _reconcile(args.repair)))
+        if args.command == "demo":
+            return _run_async(lambda: _with_backends(cfg, _demo))
+        if args.command == "rates":
+            rates_job = cli_rates.job(args)
+            return _run_async(lambda: _with_backends(cfg, rates_job))
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except GatewayError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")

@@ -1,0 +1,473 @@
+"""Configuration: one TOML file, overridable by environment variables.
+
+Every key lives in a frozen dataclass per subsystem, with its default, its meaning
+(``doc``) and its check written next to it, so this module is the one place where
+defaults are documented. ``gateway.example.toml`` is generated from it
+(``gateway config example``) and a test keeps the two equal.
+
+Environment variables override the file: ``GATEWAY_<SECTION>_<KEY>`` (for example
+``GATEWAY_REDIS_URL``, ``GATEWAY_DATABASE_URL``); keys of the ``[service]`` section
+drop the section name (``GATEWAY_STATE_DIR``). ``GATEWAY_CONFIG`` names the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from gateway.configkit import (
+    ConfigError,
+    at_least,
+    build_section,
+    digits_only,
+    each_network,
+    each_of,
+    env_name,
+    key,
+    mask_url,
+    nas_name,
+    network,
+    non_empty,
+    one_of,
+    port,
+    render_table,
+    url_scheme,
+)
+
+__all__ = ["Config", "ConfigError", "env_name", "from_mapping", "load", "mask_url"]
+
+CONFIG_ENV = "GATEWAY_CONFIG"
+DEFAULT_CONFIG_PATHS = (Path("gateway.toml"), Path("/etc/gateway/gateway.toml"))
+
+
+# -- sections --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """[service]: the process itself."""
+
+    state_dir: str = key(
+        "var", "Folder for embedded databases, logs and other runtime state (relative to cwd)."
+    )
+    log_level: str = key(
+        "info",
+        "Log level: debug, info, warning, error.",
+        one_of("debug", "info", "warning", "error"),
+    )
+    log_format: str = key(
+        "auto",
+        "Log line format: json, text, or auto (text on a terminal, JSON otherwise).",
+        one_of("auto", "json", "text"),
+    )
+    drain_timeout_s: float = key(
+        10.0, "On SIGTERM, how long in-flight work may take to finish before exit.", at_least(0)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """[redis]: live balances, holds and the settlement stream."""
+
+    url: str = key(
+        "",
+        "Redis URL (redis://, rediss://, unix://). Empty: start an embedded Redis with AOF "
+        "under state_dir.",
+        url_scheme("redis", "rediss", "unix"),
+    )
+    key_prefix: str = key(
+        "gw", "Prefix of every key the gateway writes, so several deployments can share a server."
+    )
+    max_connections: int = key(
+        32, "Connections in the pool; callers wait for a free one.", at_least(1)
+    )
+    socket_timeout_s: float = key(
+        2.0, "Timeout of one Redis command before it counts as a backend failure.", at_least(0.01)
+    )
+    shards: int = key(
+        1,
+        "Hash-tag shards account trees are spread over (a tree's keys and its shard's "
+        "settlement stream share a Redis Cluster slot). Fixed once data exists.",
+        at_least(1),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """[database]: PostgreSQL, the ledger of record."""
+
+    url: str = key(
+        "",
+        "PostgreSQL URL (postgresql://user@host:port/db). Empty: start an embedded PostgreSQL "
+        "under state_dir.",
+        url_scheme("postgresql", "postgres"),
+    )
+    pool_min: int = key(1, "Connections opened at start.", at_least(0))
+    pool_max: int = key(10, "Most connections at once.", at_least(1))
+    command_timeout_s: float = key(10.0, "Timeout of one SQL command.", at_least(0.01))
+    migrate_on_start: bool = key(
+        True, "Apply pending schema migrations at start-up (under an advisory lock)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceConfig:
+    """[balance]: reservations, holds and the sweeper."""
+
+    max_call_s: int = key(7200, "The longest time any call is granted.", at_least(1))
+    hold_margin_s: int = key(
+        120,
+        "A hold outlives its granted time by this much before the sweeper ends it "
+        "(covers a late Stop).",
+        at_least(0),
+    )
+    ended_retention_s: int = key(
+        86400,
+        "How long a settled or released call is remembered, so a retransmitted Stop "
+        "is answered without charging again.",
+        at_least(60),
+    )
+    orphan_policy: str = key(
+        "settle",
+        "An answered call whose Stop never came: settle it at its granted time, or "
+        "release it free.",
+        one_of("settle", "release"),
+    )
+    sweep_interval_s: float = key(5.0, "How often the sweeper looks for orphans.", at_least(0.1))
+
+
+@dataclass(frozen=True, slots=True)
+class CommitterConfig:
+    """[committer]: moves settlements from the Redis stream into PostgreSQL."""
+
+    batch_size: int = key(500, "Most settlements in one PostgreSQL transaction.", at_least(1))
+    ack_after: str = key(
+        "commit",
+        "When a Stop is acknowledged: after PostgreSQL committed it (commit), or once "
+        "Redis holds it (redis). With commit, a PostgreSQL outage falls back to redis "
+        "after commit_wait_s.",
+        one_of("commit", "redis"),
+    )
+    commit_wait_s: float = key(
+        2.0,
+        "With ack_after = commit, how long a Stop waits for its commit before it is "
+        "acknowledged from Redis alone (the stream is then the spool).",
+        at_least(0),
+    )
+    claim_idle_s: float = key(
+        30.0,
+        "Settlements read by a committer that died are taken over after this long.",
+        at_least(1),
+    )
+    retry_delay_s: float = key(
+        1.0, "Pause after a failed batch (PostgreSQL down) before trying again.", at_least(0.01)
+    )
+
+
+def reason_codes(value: tuple[tuple[str, int], ...]) -> str | None:
+    from gateway.authz.reasons import Reason
+
+    bad = [name for name, _ in value if name not in Reason.__members__]
+    if bad:
+        return f"unknown reason {', '.join(bad)}; known: {', '.join(Reason.__members__)}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusClientConfig:
+    """[[radius.clients]]: one switch (NAS) allowed to ask."""
+
+    name: str = key("", "The switch's name: part of every call's identity and CDR.", nas_name)
+    address: str = key("", "Source address or network the switch sends from.", network)
+    secret: str = key("", "Shared secret (RFC 2865).", non_empty)
+    profile: str = key(
+        "cisco",
+        "Attribute dialect: cisco (h323-* VSAs, Cisco-AVPair) or standard (Session-Timeout only).",
+        one_of("cisco", "standard"),
+    )
+    require_message_authenticator: bool = key(
+        True,
+        "Drop Access-Requests without a valid Message-Authenticator (BlastRADIUS, "
+        "CVE-2024-3596). Turn off only for switches that cannot send it.",
+    )
+    verify_password: bool = key(
+        True,
+        "Check an extension's secret (PAP or CHAP). Off for switches that authenticate "
+        "their users themselves and send no password (Kamailio misc_radius).",
+    )
+    identify: tuple[str, ...] = key(
+        ("extension", "caller_id"),
+        "How the caller is found, in order: extension (User-Name), caller_id (Calling-Station-Id).",
+        each_of("extension", "caller_id"),
+    )
+    bill_leg: str = key(
+        "any",
+        "Which leg's accounting is billed when the switch sends both under one session "
+        "id (h323-call-origin): answer, originate, or any (bill every leg).",
+        one_of("any", "answer", "originate"),
+    )
+    coa_port: int = key(
+        0,
+        "Port for Disconnect-Requests (RFC 5176) when a call's credit runs out; "
+        "0 means the switch cannot be told.",
+        port(allow_zero=True),
+    )
+    country_code: str = key(
+        "", "Country code for national numbers (44 turns 020... into 4420...).", digits_only
+    )
+    international_prefixes: tuple[str, ...] = key(
+        ("00",), "Prefixes that mean an international number follows (00, 011)."
+    )
+    national_prefix: str = key("0", "Trunk prefix of national numbers.", digits_only)
+    strip_prefixes: tuple[str, ...] = key(
+        (), "Technical prefixes the switch adds, removed before rating (e.g. 9#)."
+    )
+    return_codes: tuple[tuple[str, int], ...] = key(
+        (),
+        "Overrides of the h323-return-code per refusal reason, e.g. "
+        "{ ZERO_BALANCE = 4, AGENT_CAP = 6 }.",
+        reason_codes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusConfig:
+    """[radius]: the RADIUS front (RFC 2865/2866/5080/5176)."""
+
+    enabled: bool = key(True, "Run the RADIUS front.")
+    bind: tuple[str, ...] = key(("0.0.0.0", "::"), "Addresses to listen on (IPv4 and IPv6).")
+    auth_port: int = key(1812, "Access-Request port.", port(allow_zero=True))
+    acct_port: int = key(1813, "Accounting-Request port.", port(allow_zero=True))
+    duplicate_window_s: float = key(
+        30.0,
+        "A request repeated (same source, port, identifier, authenticator) within this "
+        "time gets the cached reply (RFC 5080).",
+        at_least(0),
+    )
+    max_in_flight: int = key(
+        5000,
+        "Requests processed at once; beyond it requests are dropped and counted.",
+        at_least(1),
+    )
+    interim_may_grow: bool = key(True, "On Interim-Update, hold more time when the balance allows.")
+    steering: bool = key(
+        True,
+        "With --workers > 1, spread each switch's requests over the workers by request "
+        "(a switch sending from one port would otherwise load one worker only).",
+    )
+    clients: tuple[RadiusClientConfig, ...] = key(
+        (), "The switches allowed to ask: [[radius.clients]] tables (see the end of this file)."
+    )
+
+
+def gateways(values: tuple[str, ...]) -> str | None:
+    from gateway.routes import Gateway
+
+    for value in values:
+        try:
+            Gateway.parse(value)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SipConfig:
+    """[sip]: the SIP front, a redirect server: INVITE in, 302 (route + credit) or a refusal."""
+
+    enabled: bool = key(False, "Run the SIP front (UDP and TCP); needs accounting_nas.")
+    bind: tuple[str, ...] = key(("0.0.0.0", "::"), "Addresses to listen on (IPv4 and IPv6).")
+    port: int = key(
+        5070, "Port for UDP and TCP (0: any free port, the same for both).", port(allow_zero=True)
+    )
+    transports: tuple[str, ...] = key(
+        ("udp", "tcp"), "Transports to listen on.", each_of("udp", "tcp")
+    )
+    accounting_nas: str = key(
+        "",
+        "Name of the [[radius.clients]] switch whose RADIUS accounting (Acct-Session-Id = "
+        "Call-ID) settles the calls authorized here; its number plan and identify order "
+        "apply to SIP too.",
+    )
+    proxies: tuple[str, ...] = key(
+        ("127.0.0.1", "::1"),
+        "Addresses or networks allowed to ask; requests from others are dropped and counted.",
+        each_network,
+    )
+    trust_proxy_auth: bool = key(
+        True,
+        "The proxy authenticated the caller: an extension's secret is checked only when "
+        "Digest credentials come along. false: an extension with a secret needs valid "
+        "Authorization or Proxy-Authorization credentials, else 403.",
+    )
+    default_route: tuple[str, ...] = key(
+        (),
+        'Carrier gateways for calls no route matches, in order: "host:port" or '
+        '"host:port;transport=tcp". Empty: such calls get 404.',
+        gateways,
+    )
+    max_in_flight: int = key(
+        2000, "INVITEs authorized at once; beyond it 503 with Retry-After.", at_least(1)
+    )
+    retry_after_s: int = key(
+        5, "Retry-After of a 503 (overload, Redis or PostgreSQL down).", at_least(0)
+    )
+    transaction_ttl_s: float = key(
+        32.0,
+        "How long a final response is kept to answer retransmissions (RFC 3261 timers H/J).",
+        at_least(1),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """[metrics]: Prometheus metrics and health checks over HTTP."""
+
+    enabled: bool = key(True, "Serve /metrics, /healthz and /readyz.")
+    bind: str = key("0.0.0.0", "Address the HTTP endpoint listens on.", network)
+    port: int = key(9812, "Port of /metrics, /healthz and /readyz.", port(allow_zero=True))
+    gauge_interval_s: float = key(
+        5.0,
+        "How often calls up, money held, settlement backlog and committer lag are read.",
+        at_least(0.1),
+    )
+    top_agents: int = key(
+        200,
+        "Calls and money held are labelled per top-level agent, for at most this many "
+        "agents (bounded label cardinality).",
+        at_least(0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration, one attribute per TOML section."""
+
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
+    committer: CommitterConfig = field(default_factory=CommitterConfig)
+    radius: RadiusConfig = field(default_factory=RadiusConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.service.state_dir).resolve()
+
+
+def _section_types() -> dict[str, type[Any]]:
+    hints = get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
+    """Build a checked ``Config`` from parsed TOML plus environment overrides."""
+    env = {} if env is None else env
+    sections = _section_types()
+    for name in data:
+        if name not in sections:
+            raise ConfigError(f"[{name}]: unknown section (known: {', '.join(sections)})")
+    built: dict[str, Any] = {}
+    for name, cls in sections.items():
+        table = data.get(name, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[{name}]: must be a table")
+        built[name] = build_section(name, cls, table, env)
+    config = Config(**built)
+    _check_whole(config)
+    return config
+
+
+def _check_whole(config: Config) -> None:
+    """Checks that involve more than one key."""
+    names = [c.name for c in config.radius.clients]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"radius.clients: two clients are named {name!r}")
+    if config.sip.enabled and config.sip.accounting_nas not in names:
+        raise ConfigError(
+            f"sip.accounting_nas: must name one of the [[radius.clients]] "
+            f"({', '.join(names) or 'none configured'}), got {config.sip.accounting_nas!r}"
+        )
+    if config.database.pool_min > config.database.pool_max:
+        raise ConfigError(
+            f"database.pool_min: must not exceed database.pool_max ({config.database.pool_max}), "
+            f"got {config.database.pool_min}"
+        )
+
+
+def find_config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    """The file to read: the explicit one, ``$GATEWAY_CONFIG``, or the first default found."""
+    chosen = explicit or env.get(CONFIG_ENV)
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"config file {path}: not found")
+        return path
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load(path: str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read, override and check the configuration; raise ``ConfigError`` naming the key."""
+    env = dict(os.environ) if env is None else env
+    config_path = find_config_path(path, env)
+    data: dict[str, Any] = {}
+    if config_path is not None:
+        try:
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_path}: {exc}") from exc
+    return from_mapping(data, env)
+
+
+# -- rendering -------------------------------------------------------------------------
+
+
+def render(config: Config, *, with_docs: bool, mask: bool) -> str:
+    """The configuration as TOML, optionally with each key's meaning and secrets masked."""
+    lines: list[str] = []
+    for section in dataclasses.fields(config):
+        table = getattr(config, section.name)
+        if lines:
+            lines.append("")
+        if with_docs and table.__doc__:
+            lines.append(f"# {table.__doc__.strip()}")
+        lines.append(f"[{section.name}]")
+        nested = render_table(table, section.name, lines, with_docs=with_docs, mask=mask, env=True)
+        for where, items in nested:
+            for item in items:
+                lines += ["", f"[[{where}]]"]
+                render_table(item, where, lines, with_docs=False, mask=mask, env=False)
+    return "\n".join(lines) + "\n"
+
+
+def _client_example() -> str:
+    """A commented [[radius.clients]] table documenting every client key."""
+    lines = ["", "# [[radius.clients]]: one per switch; every key with its default:"]
+    example_client = RadiusClientConfig(name="kamailio", address="127.0.0.1", secret="testing123")
+    body: list[str] = []
+    render_table(example_client, "radius.clients", body, with_docs=True, mask=False, env=False)
+    lines.append("# [[radius.clients]]")
+    lines += [line if line.startswith("#") else f"# {line}" for line in body]
+    return "\n".join(lines) + "\n"
+
+
+def example() -> str:
+    """The documented example file: every key with its default and meaning."""
+    header = (
+        "# gateway configuration: every key, its default and its meaning.\n"
+        "# Generated by `gateway config example`; copy to gateway.toml and edit.\n"
+        "# The file is found through --config, $GATEWAY_CONFIG, ./gateway.toml or\n"
+        "# /etc/gateway/gateway.toml, in that order.\n\n"
+    )
+    return header + render(Config(), with_docs=True, mask=False) + _client_example()

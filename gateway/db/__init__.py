@@ -1,0 +1,11 @@
+"""PostgreSQL: the ledger of record (asyncpg, plain SQL, numbered migrations)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+# A plain connection or one borrowed from a pool: the SQL helpers take either.
+Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"

@@ -1,0 +1,56 @@
+"""The asyncpg pool, and the one place where asyncpg errors become ours."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import asyncpg
+
+from gateway import metrics
+from gateway.config import DatabaseConfig, mask_url
+from gateway.errors import BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the database is not there right now", as opposed to a bug or a
+# constraint violation, which must surface as themselves.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+)
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn connection-level asyncpg/OS errors into ``BackendUnavailable('postgresql')``."""
+    try:
+        yield
+    except asyncpg.exceptions._base.DataError:
+        raise  # a value asyncpg cannot encode: a bug in the caller, not an outage
+    except _UNAVAILABLE as exc:
+        metrics.BACKEND_ERRORS.labels("postgresql").inc()
+        raise BackendUnavailable("postgresql", f"{type(exc).__name__}: {exc}") from exc
+
+
+async def create_pool(config: DatabaseConfig, url: str) -> asyncpg.Pool:
+    """Open the pool; fail with ``BackendUnavailable`` naming the URL when it cannot."""
+    with translate_errors():
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=config.pool_min,
+            max_size=config.pool_max,
+            command_timeout=config.command_timeout_s,
+            timeout=config.command_timeout_s,
+            server_settings={"application_name": "gateway", "timezone": "UTC"},
+        )
+    log.info("db.pool.open", extra={"url": mask_url(url), "max": config.pool_max})
+    return pool

@@ -1,0 +1,99 @@
+"""Prometheus metrics, named once here (base units, ``_total`` for counters).
+
+Label values are bounded: client names come from configuration, reasons and types
+from fixed sets, never from packet contents.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RADIUS_REQUESTS = Counter(
+    "gateway_radius_requests_total",
+    "RADIUS requests answered or dropped, by packet type, result and client.",
+    ["type", "result", "client"],
+)
+RADIUS_DROPPED = Counter(
+    "gateway_radius_dropped_total",
+    "RADIUS datagrams dropped before processing, by reason.",
+    ["reason"],
+)
+RADIUS_DUPLICATES = Counter(
+    "gateway_radius_duplicates_total",
+    "Retransmitted RADIUS requests answered from the reply cache or dropped in progress.",
+    ["client", "outcome"],
+)
+RADIUS_LATENCY = Histogram(
+    "gateway_radius_request_seconds",
+    "Time from receiving a RADIUS request to sending its reply, by packet type.",
+    ["type"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+RADIUS_IN_FLIGHT = Gauge(
+    "gateway_radius_in_flight",
+    "RADIUS requests being processed now.",
+    multiprocess_mode="livesum",
+)
+AUTHZ_DECISIONS = Counter(
+    "gateway_authz_decisions_total",
+    "Call authorization decisions, by result (accept or the refusal reason).",
+    ["result"],
+)
+DISCONNECTS = Counter(
+    "gateway_radius_disconnects_total",
+    "Disconnect-Requests sent to switches when a call's credit ran out, by answer.",
+    ["client", "answer"],
+)
+CALLS_UP = Gauge(
+    "gateway_calls_active",
+    "Calls holding a reservation now (reserved or answered), per top-level agent.",
+    ["agent"],
+    multiprocess_mode="max",
+)
+MONEY_HELD = Gauge(
+    "gateway_money_held_micros",
+    "Money held for calls in progress, in micro-units, per top-level agent.",
+    ["agent"],
+    multiprocess_mode="max",
+)
+SETTLEMENT_BACKLOG = Gauge(
+    "gateway_settlement_backlog",
+    "Settlements in the Redis streams that PostgreSQL does not have yet.",
+    multiprocess_mode="max",
+)
+COMMITTER_LAG = Gauge(
+    "gateway_committer_lag_seconds",
+    "Age of the oldest settlement not yet committed to PostgreSQL.",
+    multiprocess_mode="max",
+)
+COMMITTED = Counter(
+    "gateway_committer_settlements_total",
+    "Settlements the committer handled, by outcome (committed, duplicate, dead_letter).",
+    ["outcome"],
+)
+COMMIT_BATCH_SECONDS = Histogram(
+    "gateway_committer_batch_seconds",
+    "Time to write one batch of settlements to PostgreSQL.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+BACKEND_SECONDS = Histogram(
+    "gateway_backend_call_seconds",
+    "Latency of Redis pipelines and PostgreSQL batches on the call path, by backend.",
+    ["backend"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
+)
+BACKEND_ERRORS = Counter(
+    "gateway_backend_errors_total",
+    "Redis or PostgreSQL calls that failed because the backend was unavailable.",
+    ["backend"],
+)
+ORPHANS_SWEPT = Counter(
+    "gateway_orphans_swept_total",
+    "Holds ended by the sweeper because no Stop came, by action (settled, released).",
+    ["action"],
+)
+SIP_REQUESTS = Counter(
+    "gateway_sip_requests_total",
+    "SIP requests by method and the response code sent.",
+    ["method", "code"],
+)

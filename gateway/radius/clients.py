@@ -1,0 +1,80 @@
+"""The switches allowed to ask, matched by source address.
+
+Unknown sources are not answered (and are counted by the listener): answering
+would tell a scanner that a RADIUS server is here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from gateway.authz.identify import METHODS
+from gateway.calls import Policy
+from gateway.config import RadiusClientConfig
+from gateway.radius.replies import ReturnCodes
+from gateway.rating.numbers import NumberPlan
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """One configured switch, with what answering it needs precomputed."""
+
+    name: str
+    secret: bytes
+    network: IPNetwork
+    profile: str
+    require_message_authenticator: bool
+    bill_leg: str
+    coa_port: int
+    policy: Policy
+    codes: ReturnCodes
+
+    @classmethod
+    def from_config(cls, c: RadiusClientConfig) -> Client:
+        plan = NumberPlan(
+            country_code=c.country_code,
+            international_prefixes=c.international_prefixes,
+            national_prefix=c.national_prefix,
+            strip_prefixes=c.strip_prefixes,
+        )
+        order = tuple(m for m in c.identify if m in METHODS)
+        return cls(
+            name=c.name,
+            secret=c.secret.encode(),
+            network=ipaddress.ip_network(c.address, strict=False),
+            profile=c.profile,
+            require_message_authenticator=c.require_message_authenticator,
+            bill_leg=c.bill_leg,
+            coa_port=c.coa_port,
+            policy=Policy(plan=plan, order=order, check_secret=c.verify_password),
+            codes=ReturnCodes(c.return_codes),
+        )
+
+
+class ClientTable:
+    """Source address to client: the most specific network wins."""
+
+    def __init__(self, clients: list[Client]) -> None:
+        self.clients = sorted(clients, key=lambda c: c.network.prefixlen, reverse=True)
+        self._by_address: dict[str, Client | None] = {}
+
+    @classmethod
+    def from_config(cls, configs: tuple[RadiusClientConfig, ...]) -> ClientTable:
+        return cls([Client.from_config(c) for c in configs])
+
+    def match(self, address: str) -> Client | None:
+        """The client sending from ``address``, or None for a stranger."""
+        try:
+            return self._by_address[address]
+        except KeyError:
+            pass
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        found = next((c for c in self.clients if ip in c.network), None)
+        if len(self._by_address) < 100_000:  # bounded: strangers must not grow it forever
+            self._by_address[address] = found
+        return found

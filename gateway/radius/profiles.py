@@ -1,0 +1,183 @@
+"""Switch dialects: which attributes carry a call's facts, and how answers are worded.
+
+``standard``: RFC attributes only (Kamailio misc_radius/acc_radius, most softswitches).
+``cisco``: the same plus Cisco's h323-* VSAs and Cisco-AVPair (Cisco gateways, Sippy,
+VOS3000 in Cisco mode). Cisco writes its h323 values as ``name=value``; both forms
+are read, and answers are written with the name, as Cisco IOS expects.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from dataclasses import dataclass
+
+from gateway.radius.codec import Packet
+from gateway.radius.dictionary import UnknownAttribute
+from gateway.rating.money import format_money
+
+_MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m}
+# Cisco time: "HH:MM:SS.mmm TZ Www Mmm DD YYYY", optionally led by '*' or '.'.
+_CISCO_TIME = re.compile(
+    r"^[*.]?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?\s+(\S+)\s+\w{3}\s+(\w{3})\s+(\d{1,2})\s+(\d{4})$"
+)
+
+
+def _cisco_value(raw: str | None, name: str) -> str | None:
+    """``h323-conf-id=ABC`` or ``ABC`` -> ``ABC``."""
+    if raw is None:
+        return None
+    prefix = f"{name}="
+    return raw[len(prefix) :] if raw.startswith(prefix) else raw
+
+
+def cisco_time(text: str | None) -> float | None:
+    """A Cisco h323 time (UTC or GMT only) as unix seconds; None when unreadable."""
+    if not text:
+        return None
+    match = _CISCO_TIME.match(text.strip())
+    if match is None:
+        return None
+    hh, mm, ss, ms, zone, month, day, year = match.groups()
+    if zone.upper() not in ("UTC", "GMT") or month.lower() not in _MONTHS:
+        return None
+    try:
+        moment = calendar.timegm(
+            (int(year), _MONTHS[month.lower()], int(day), int(hh), int(mm), int(ss), 0, 0, 0)
+        )
+    except (ValueError, OverflowError):
+        return None
+    return moment + (int(ms.ljust(3, "0")) / 1000 if ms else 0.0)
+
+
+def _str(packet: Packet, name: str) -> str | None:
+    try:
+        value = packet.get(name)
+    except UnknownAttribute:
+        return None
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def avpair(packet: Packet, key: str) -> str | None:
+    """The value of ``key=value`` in a Cisco-AVPair, first match."""
+    prefix = f"{key}="
+    try:
+        values = packet.get_all("Cisco-AVPair")
+    except UnknownAttribute:
+        return None
+    for value in values:
+        if isinstance(value, str) and value.startswith(prefix):
+            return value[len(prefix) :]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """What a request says about its call, in neutral terms."""
+
+    session_id: str | None
+    leg: str
+    username: str | None
+    calling: str | None
+    called: str | None
+    setup_at: float | None = None
+    connect_at: float | None = None
+    disconnect_at: float | None = None
+    cause: str = ""
+
+
+class Profile:
+    """The standard dialect; subclasses add vendor attributes."""
+
+    name = "standard"
+
+    def facts(self, packet: Packet) -> CallFacts:
+        event = packet.get("Event-Timestamp") if "Event-Timestamp" in packet else None
+        cause = (
+            packet.value_name("Acct-Terminate-Cause") if "Acct-Terminate-Cause" in packet else None
+        )
+        return CallFacts(
+            session_id=_str(packet, "Acct-Session-Id"),
+            leg="",
+            username=_str(packet, "User-Name"),
+            calling=_str(packet, "Calling-Station-Id"),
+            called=_str(packet, "Called-Station-Id"),
+            disconnect_at=float(event) if isinstance(event, int) else None,
+            cause=cause or "",
+        )
+
+    def accept(
+        self, granted_s: int, hold_micros: int, currency: str
+    ) -> list[tuple[str, str | int]]:
+        """Attributes of an Access-Accept for a call granted ``granted_s``."""
+        del hold_micros, currency
+        return [("Session-Timeout", granted_s)]
+
+    def login_accept(self) -> list[tuple[str, str | int]]:
+        return []
+
+    def reject(self, return_code: int, message: str) -> list[tuple[str, str | int]]:
+        del return_code
+        return [("Reply-Message", message)]
+
+
+class CiscoProfile(Profile):
+    """Cisco h323 VSAs: session identity, legs, times, credit answers."""
+
+    name = "cisco"
+
+    def facts(self, packet: Packet) -> CallFacts:
+        base = super().facts(packet)
+        session = (
+            base.session_id
+            or _cisco_value(_str(packet, "h323-conf-id"), "h323-conf-id")
+            or avpair(packet, "call-id")
+        )
+        leg = _cisco_value(_str(packet, "h323-call-origin"), "h323-call-origin") or ""
+        cause = _cisco_value(_str(packet, "h323-disconnect-cause"), "h323-disconnect-cause")
+
+        def when(name: str) -> float | None:
+            return cisco_time(_cisco_value(_str(packet, name), name))
+
+        return CallFacts(
+            session_id=session,
+            leg=leg,
+            username=base.username,
+            calling=base.calling,
+            called=base.called,
+            setup_at=when("h323-setup-time"),
+            connect_at=when("h323-connect-time"),
+            disconnect_at=when("h323-disconnect-time") or base.disconnect_at,
+            cause=cause or base.cause,
+        )
+
+    def accept(
+        self, granted_s: int, hold_micros: int, currency: str
+    ) -> list[tuple[str, str | int]]:
+        return [
+            ("h323-return-code", "h323-return-code=0"),
+            ("h323-credit-time", f"h323-credit-time={granted_s}"),
+            ("h323-credit-amount", f"h323-credit-amount={format_money(hold_micros)}"),
+            ("h323-currency", f"h323-currency={currency or 'USD'}"),
+            ("h323-billing-model", "h323-billing-model=1"),  # 1: debit (prepaid)
+            ("Session-Timeout", granted_s),
+        ]
+
+    def login_accept(self) -> list[tuple[str, str | int]]:
+        return [("h323-return-code", "h323-return-code=0")]
+
+    def reject(self, return_code: int, message: str) -> list[tuple[str, str | int]]:
+        return [
+            ("h323-return-code", f"h323-return-code={return_code}"),
+            ("Reply-Message", message),
+        ]
+
+
+PROFILES: dict[str, Profile] = {"standard": Profile(), "cisco": CiscoProfile()}
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,105 @@
+"""The RADIUS front as a service: sockets for auth and accounting on every address."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+
+from gateway.calls import Calls
+from gateway.config import RadiusConfig
+from gateway.radius import coa
+from gateway.radius.clients import ClientTable
+from gateway.radius.dedup import ReplyCache
+from gateway.radius.listener import Endpoint, RadiusProtocol, open_socket
+from gateway.radius.process import RadiusProcess
+
+log = logging.getLogger(__name__)
+
+_NO_IPV6 = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT)
+
+
+class RadiusFront:
+    """Listens on ``bind`` x (auth_port, acct_port); stop() stops intake, then drains."""
+
+    name = "radius"
+
+    def __init__(
+        self, config: RadiusConfig, calls: Calls, drain_timeout_s: float, workers: int = 1
+    ) -> None:
+        self.config = config
+        self.workers = workers
+        self.clients = ClientTable.from_config(config.clients)
+        self.cache = ReplyCache(config.duplicate_window_s)
+        self.process = RadiusProcess(
+            calls, interim_may_grow=config.interim_may_grow, disconnect=coa.disconnect
+        )
+        self.drain_timeout_s = drain_timeout_s
+        self.protocols: list[RadiusProtocol] = []
+        self.transports: list[asyncio.DatagramTransport] = []
+        self.endpoints: dict[str, list[Endpoint]] = {"auth": [], "acct": []}
+        self._in_flight = [0]
+
+    async def start(self) -> None:
+        if not self.clients.clients:
+            log.warning("radius.no_clients", extra={"hint": "add [[radius.clients]]"})
+        for kind, port in (("auth", self.config.auth_port), ("acct", self.config.acct_port)):
+            for host in self.config.bind:
+                protocol = RadiusProtocol(
+                    kind,
+                    self.clients,
+                    self.process.handle,
+                    self.cache,
+                    self._in_flight,
+                    self.config.max_in_flight,
+                )
+                steer = self.workers if self.config.steering else 1
+                try:
+                    transport, endpoint = await open_socket(protocol, host, port, steer)
+                except OSError as exc:
+                    if ":" in host and exc.errno in _NO_IPV6 and len(self.config.bind) > 1:
+                        # A host (or container) without IPv6: serve IPv4 and say so.
+                        log.warning(
+                            "radius.ipv6_unavailable", extra={"bind": host, "error": str(exc)}
+                        )
+                        continue
+                    await self.stop()
+                    raise OSError(
+                        f"radius {kind}: cannot listen on [{host}]:{port}: {exc}"
+                    ) from exc
+                self.protocols.append(protocol)
+                self.transports.append(transport)
+                self.endpoints[kind].append(endpoint)
+        log.info(
+            "radius.listening",
+            extra={
+                "auth": [f"[{e.host}]:{e.port}" for e in self.endpoints["auth"]],
+                "acct": [f"[{e.host}]:{e.port}" for e in self.endpoints["acct"]],
+                "clients": [c.name for c in self.clients.clients],
+            },
+        )
+
+    async def stop(self) -> None:
+        for transport in self.transports:
+            transport.close()  # no new requests from here on
+        pending = [t for p in self.protocols for t in p.tasks]
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=self.drain_timeout_s)
+            if late:
+                log.error("radius.drain_timeout", extra={"unfinished": len(late)})
+        self.transports.clear()
+        self.protocols.clear()
+
+    def replace_clients(self, clients: ClientTable) -> None:
+        """Swap the client table (SIGHUP): requests in flight keep the client they matched."""
+        self.clients = clients
+        for protocol in self.protocols:
+            protocol.clients = clients
+        log.info("radius.clients_reloaded", extra={"clients": [c.name for c in clients.clients]})
+
+    def listening(self) -> bool:
+        return bool(self.transports) and not any(t.is_closing() for t in self.transports)
+
+    def port(self, kind: str) -> int:
+        """The port actually bound for ``kind`` (useful with port 0 in tests)."""
+        return self.endpoints[kind][0].port

@@ -1,0 +1,120 @@
+"""Call rounding, pricing and prepaid time authorisation for a single ``Rate``.
+
+Everything is exact integer arithmetic on micro-units and whole seconds. Billed
+durations lie on *increment boundaries*: ``first``, ``first + next``,
+``first + 2*next`` ... where ``first``/``next`` are the rate's increments.
+"""
+
+from gateway.rating.rates import Rate
+
+_SECONDS_PER_MINUTE = 60
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    # Floor division of the negation rounds towards +inf without touching floats.
+    return -(-numerator // denominator)
+
+
+def _boundary_at_or_above(rate: Rate, seconds: int) -> int:
+    first = rate.first_increment_s
+    if seconds <= first:
+        return first
+    step = rate.next_increment_s
+    return first + _ceil_div(seconds - first, step) * step
+
+
+def _boundary_at_or_below(rate: Rate, seconds: int) -> int:
+    """Largest boundary <= ``seconds``; caller guarantees ``seconds >= first_increment_s``."""
+    first = rate.first_increment_s
+    step = rate.next_increment_s
+    return first + (seconds - first) // step * step
+
+
+def _charge(rate: Rate, billed: int) -> int:
+    # Rounded up once, on the total, so a call never costs less than its exact price.
+    return rate.connect_fee_micros + _ceil_div(
+        billed * rate.price_per_min_micros, _SECONDS_PER_MINUTE
+    )
+
+
+def billed_seconds(rate: Rate, seconds: int) -> int:
+    """Return the seconds charged for a call that lasted ``seconds``.
+
+    0 when ``seconds <= 0`` or the call fits in the grace period (such calls are
+    free). Otherwise the duration is raised to ``min_duration_s`` and then rounded
+    up to the next increment boundary, so the result is always a boundary.
+    """
+    if seconds <= 0 or seconds <= rate.grace_s:
+        return 0
+    return _boundary_at_or_above(rate, max(seconds, rate.min_duration_s))
+
+
+def cost(rate: Rate, seconds: int) -> int:
+    """Return the price in micro-units of a call that lasted ``seconds``.
+
+    0 when nothing is billed (see ``billed_seconds``); otherwise the connect fee
+    plus ``ceil(billed * price_per_min / 60)``. Never negative, and
+    non-decreasing in ``seconds``.
+    """
+    billed = billed_seconds(rate, seconds)
+    if billed == 0:
+        return 0
+    return _charge(rate, billed)
+
+
+def max_seconds(rate: Rate, available_micros: int, cap_s: int) -> int:
+    """Return how many seconds a call may be authorised for with ``available_micros``.
+
+    The result ``d`` is the largest increment boundary with
+    ``cost(rate, d) <= available_micros`` and ``d <= cap_s``, with two exceptions:
+
+    * ``cap_s`` below the first increment: ``cap_s`` is returned when the first
+      increment is affordable (the switch may end the call before a boundary);
+    * a rate with zero price and zero connect fee: ``cap_s`` (nothing to protect).
+
+    0 when nothing is affordable, ``cap_s <= 0`` or ``available_micros < 0``.
+    Boundaries inside the grace period cost nothing and are therefore granted even
+    with a zero balance. Constant time: no loop over increments.
+    """
+    if cap_s <= 0 or available_micros < 0:
+        return 0
+    price = rate.price_per_min_micros
+    fee = rate.connect_fee_micros
+    if price == 0 and fee == 0:
+        return cap_s
+
+    first = rate.first_increment_s
+    affordable = _largest_affordable_boundary(rate, available_micros)
+    if affordable == 0:
+        return 0
+    if cap_s < first:
+        return cap_s
+    cap_boundary = _boundary_at_or_below(rate, cap_s)
+    if affordable is None:
+        return cap_boundary
+    return min(affordable, cap_boundary)
+
+
+def _largest_affordable_boundary(rate: Rate, available_micros: int) -> int | None:
+    """Largest boundary costing <= ``available_micros`` (>= 0); 0 if none, None if all."""
+    price = rate.price_per_min_micros
+    fee = rate.connect_fee_micros
+    grace = rate.grace_s
+    first = rate.first_increment_s
+
+    # Boundaries inside the grace window are free. Every boundary past it is billed
+    # at least `floor_billed` (it must clear grace and the minimum duration), and
+    # past that point cost(b) == fee + ceil(b * price / 60), which we can invert.
+    free_upto = _boundary_at_or_below(rate, grace) if grace >= first else 0
+    floor_billed = max(
+        _boundary_at_or_above(rate, grace + 1),
+        _boundary_at_or_above(rate, rate.min_duration_s),
+    )
+    if _charge(rate, floor_billed) > available_micros:
+        return free_upto
+    if price == 0:
+        return None
+    # ceil(b * price / 60) <= budget  <=>  b * price <= 60 * budget  (budget is an int).
+    budget_s = _SECONDS_PER_MINUTE * (available_micros - fee) // price
+    # budget_s >= floor_billed >= first here, because floor_billed is affordable.
+    return _boundary_at_or_below(rate, budget_s)

@@ -1,0 +1,232 @@
+"""``gateway run --workers N``: N processes share the UDP ports (SO_REUSEPORT).
+
+The supervisor (the parent) owns what must exist once: the embedded servers when
+no URLs are configured, the schema migration, the demo seed, and the /metrics,
+/healthz, /readyz endpoint (metrics summed over the workers through
+prometheus_client's multiprocess mode). Each worker runs the whole call path. A
+worker that dies is started again; SIGTERM and SIGHUP are passed to every worker,
+and the supervisor exits once they have drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.app import (
+    WORKER_COUNT_ENV,
+    Container,
+    DemoSeed,
+    Runtime,
+    Service,
+    backend_services,
+)
+from gateway.config import Config
+from gateway.ops import Check, OpsServer, notify_systemd
+
+log = logging.getLogger(__name__)
+
+READY_FD_ENV = "GATEWAY_READY_FD"
+START_TIMEOUT_S = 60.0
+RESTART_DELAY_S = 1.0
+
+
+def signal_ready() -> None:
+    """In a worker: tell the supervisor the call path is up (no-op elsewhere)."""
+    fd = os.environ.get(READY_FD_ENV)
+    if fd:
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b"ready\n")
+            os.close(int(fd))
+
+
+class Worker:
+    """One child process and the pipe it reports readiness on."""
+
+    def __init__(self, index: int, argv: list[str], env: dict[str, str]) -> None:
+        self.index = index
+        self.argv = argv
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ready = asyncio.Event()
+        self.restarts = 0
+
+    async def spawn(self) -> None:
+        read_fd, write_fd = os.pipe()
+        env = {**self.env, READY_FD_ENV: str(write_fd)}
+        self.ready.clear()
+        # Popen returns once the child is forked; it is then watched by polling.
+        self.proc = subprocess.Popen(self.argv, env=env, pass_fds=(write_fd,))  # noqa: ASYNC220
+        os.close(write_fd)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0)
+        )
+
+        async def watch() -> None:
+            try:
+                if await reader.readline() == b"ready\n":
+                    self.ready.set()
+            finally:
+                transport.close()
+
+        self._watch = asyncio.create_task(watch())
+        log.info("worker.started", extra={"worker": self.index, "pid": self.proc.pid})
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            assert self.proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signum)
+
+
+class Supervisor:
+    """Runs N workers over shared back-ends until SIGTERM."""
+
+    def __init__(
+        self, config: Config, worker_argv: Sequence[str], count: int, *, with_demo: bool
+    ) -> None:
+        self.config = config
+        self.worker_argv = list(worker_argv)
+        self.count = count
+        self.with_demo = with_demo
+        self.workers: list[Worker] = []
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> int:
+        runtime = Runtime(self.config)
+        services: list[Service] = list(backend_services(runtime))
+        if self.with_demo:
+            services.append(DemoSeed(runtime))
+        backends = Container(services, self.config.service.drain_timeout_s)
+        await backends.start()
+        metrics_dir = self.config.state_path / f"metrics-{os.getpid()}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        ops: OpsServer | None = None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._each(signal.SIGHUP))
+        try:
+            env = self._worker_env(runtime, metrics_dir)
+            self.workers = [Worker(i, self.worker_argv, env) for i in range(self.count)]
+            for worker in self.workers:
+                await worker.spawn()
+            if self.config.metrics.enabled:
+                os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+                ops = OpsServer(self.config.metrics, self._checks(runtime))
+                await ops.start()
+            await self._wait_ready()
+            log.info("gateway.ready", extra={"workers": self.count})
+            notify_systemd("READY=1")
+            await self._supervise()
+            log.info("gateway.stopping")
+            notify_systemd("STOPPING=1")
+            return await self._stop_workers()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(signum)
+            await self._stop_workers()
+            if ops is not None:
+                await ops.stop()
+            await backends.stop()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    def _worker_env(self, runtime: Runtime, metrics_dir: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "GATEWAY_DATABASE_URL": runtime.database_url,
+                "GATEWAY_REDIS_URL": runtime.redis_url,
+                "GATEWAY_DATABASE_MIGRATE_ON_START": "false",
+                "GATEWAY_METRICS_ENABLED": "false",
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+                WORKER_COUNT_ENV: str(self.count),
+            }
+        )
+        return env
+
+    def _checks(self, runtime: Runtime) -> dict[str, Check]:
+        async def redis_ok() -> str | None:
+            await runtime.client().ping()
+            return None
+
+        async def postgres_ok() -> str | None:
+            async with runtime.pool().acquire() as conn:
+                await conn.fetchval("SELECT 1")
+            return None
+
+        async def workers_ok() -> str | None:
+            down = [w.index for w in self.workers if not (w.alive() and w.ready.is_set())]
+            return f"workers not ready: {down}" if down else None
+
+        return {"redis": redis_ok, "postgresql": postgres_ok, "workers": workers_ok}
+
+    async def _wait_ready(self) -> None:
+        waits = [asyncio.wait_for(w.ready.wait(), START_TIMEOUT_S) for w in self.workers]
+        try:
+            await asyncio.gather(*waits)
+        except TimeoutError as exc:
+            raise RuntimeError("workers did not start within the timeout") from exc
+
+    async def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.5)
+            if self._stopping.is_set():
+                return
+            for worker in self.workers:
+                if not worker.alive():
+                    code = worker.proc.returncode if worker.proc is not None else None
+                    log.error("worker.died", extra={"worker": worker.index, "code": code})
+                    worker.restarts += 1
+                    await asyncio.sleep(RESTART_DELAY_S)
+                    await worker.spawn()
+
+    def _each(self, signum: int) -> None:
+        for worker in self.workers:
+            worker.signal(signum)
+
+    async def _stop_workers(self) -> int:
+        """SIGTERM every worker, wait for the drain, kill what is left; 0 when all drained."""
+        self._each(signal.SIGTERM)
+        deadline = time.monotonic() + self.config.service.drain_timeout_s + 5
+        worst = 0
+        for worker in self.workers:
+            if worker.proc is None:
+                continue
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                code = await asyncio.to_thread(worker.proc.wait, remaining)
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+                code = await asyncio.to_thread(worker.proc.wait)
+            worst = worst or (code or 0)
+        self.workers = [w for w in self.workers if w.alive()]
+        return worst
+
+
+def worker_argv(config_path: str | None, with_demo: bool) -> list[str]:
+    """The command line a worker process runs."""
+    argv = [sys.executable, "-m", "gateway"]
+    if config_path:
+        argv += ["--config", config_path]
+    argv += ["run", "--worker"]
+    if with_demo:
+        argv.append("--demo")
+    return argv

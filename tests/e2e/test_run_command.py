@@ -1,0 +1,153 @@
+"""The real command: `gateway run --demo` with embedded servers and two workers,
+the printed radclient lines placing a call, then SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import require_radclient
+
+READY_TIMEOUT_S = 120
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(state: Path, ports: dict[str, int], *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(
+        {
+            "GATEWAY_STATE_DIR": str(state),
+            "GATEWAY_LOG_FORMAT": "json",
+            "GATEWAY_RADIUS_BIND": "127.0.0.1,::1",
+            "GATEWAY_RADIUS_AUTH_PORT": str(ports["auth"]),
+            "GATEWAY_RADIUS_ACCT_PORT": str(ports["acct"]),
+            "GATEWAY_METRICS_BIND": "127.0.0.1",
+            "GATEWAY_METRICS_PORT": str(ports["metrics"]),
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "run", *args],
+        cwd=state.parent,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_ready(proc: subprocess.Popen[str], marker: str = '"gateway.ready"') -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if marker in line:
+            return lines
+    proc.kill()
+    out, _ = proc.communicate(timeout=30)
+    pytest.fail("gateway did not become ready:\n" + "".join(lines) + out)
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=90)
+    return proc.returncode, out
+
+
+def _printed_call(text: str, ports: dict[str, int]) -> list[str]:
+    """The radclient lines the demo printed for its first customer, on our ports."""
+    lines = [line.strip() for line in text.splitlines() if "| radclient" in line][:3]
+    return [
+        line.replace("127.0.0.1:1812", f"127.0.0.1:{ports['auth']}").replace(
+            "127.0.0.1:1813", f"127.0.0.1:{ports['acct']}"
+        )
+        for line in lines
+    ]
+
+
+def _radclient(line: str) -> str:
+    attrs, command = line.split("| radclient", 1)
+    echoed = shlex.split(attrs)[1]  # echo '<attributes>'
+    argv = [require_radclient(), *shlex.split(command)]
+    argv[1:1] = ["-r", "3", "-t", "3"]
+    done = subprocess.run(argv, input=echoed, text=True, capture_output=True, timeout=60)
+    return done.stdout + done.stderr
+
+
+def test_run_demo_with_workers_places_the_printed_call(tmp_path: Path) -> None:
+    state = tmp_path / "var"
+    ports = {
+        "auth": _free_port(socket.SOCK_DGRAM),
+        "acct": _free_port(socket.SOCK_DGRAM),
+        "metrics": _free_port(socket.SOCK_STREAM),
+    }
+    proc = _start(state, ports, "--demo", "--workers", "2")
+    # Workers log their own gateway.ready; the supervisor's names the worker count.
+    first = "".join(_wait_ready(proc, '"event":"gateway.ready","workers":2'))
+    try:
+        assert "embedded.postgres.started" in first and "embedded.redis.started" in first
+        assert "Demo data created." in first
+        assert first.count('"worker.started"') == 2
+        # Each worker steers its reuseport groups (auth, acct) by request content.
+        assert first.count('"event":"radius.steering"') >= 2
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['metrics']}/readyz") as r:
+            assert r.status == 200
+        auth, start, stop = _printed_call(first, ports)
+        out = _radclient(auth)
+        assert "Access-Accept" in out and "h323-credit-time" in out, out
+        assert "Accounting-Response" in _radclient(start)
+        assert "Accounting-Response" in _radclient(stop)
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['metrics']}/metrics") as r:
+            text = r.read().decode()
+        accepted = re.findall(
+            r'gateway_radius_requests_total\{client="demo-local",result="accept",type="access"\}'
+            r" (\S+)",
+            text,
+        )
+        assert accepted and float(accepted[0]) == 1.0, text[:2000]
+    finally:
+        code, rest = _stop(proc)
+    assert code == 0, rest
+    assert '"service.stopped","service":"embedded"' in rest
+
+    # Second start: same data (no re-seed), the call instructions printed again.
+    proc = _start(state, ports, "--demo", "--workers", "1")
+    second = "".join(_wait_ready(proc))
+    code, rest = _stop(proc)
+    assert code == 0, rest
+    assert "Demo data already present." in second
+    assert "radclient" in second
+
+
+def test_bad_config_stops_the_start_naming_the_key(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_REDIS_MAX_CONNECTIONS"] = "-3"
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "config", "check"],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "redis.max_connections" in done.stderr

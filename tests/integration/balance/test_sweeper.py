@@ -1,0 +1,75 @@
+"""Orphans: a call whose Stop never comes is ended by the sweeper, once."""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from gateway.balance.service import Balance
+from gateway.balance.store import SessionRef
+from gateway.balance.sweeper import Sweeper
+from gateway.balance.types import Grant, SettlementEntry
+from gateway.config import BalanceConfig
+from gateway.keys import Keys
+from tests import factories
+
+
+async def test_orphans_are_settled_at_grant_or_released(
+    balance: Balance, db_pool: asyncpg.Pool
+) -> None:
+    async with db_pool.acquire() as conn:
+        tree = await factories.tree(
+            conn, customer_balance=180_000, sub_balance=10**9, top_balance=10**9
+        )
+        other = await factories.tree(
+            conn, customer_balance=180_000, sub_balance=10**9, top_balance=10**9
+        )
+    chain = tree.chain()
+    answered = SessionRef(tree.top, "orphan-answered")
+    unanswered = SessionRef(other.top, "orphan-unanswered")
+    grant = await balance.reserve(answered, chain, factories.meta("orphan-answered"))
+    assert isinstance(grant, Grant) and grant.granted_s == 180
+    await balance.store.start(answered, answered_at=time.time())
+    assert isinstance(
+        await balance.reserve(unanswered, other.chain(), factories.meta("orphan-unanswered")),
+        Grant,
+    )
+
+    assert await balance.sweeper.sweep() == 0  # nothing overdue yet
+    later = time.time() + 180 + balance.store.config.hold_margin_s + 1
+    assert await balance.sweeper.sweep(now=later) == 2
+    assert await balance.sweeper.sweep(now=later) == 0
+    assert (balance.sweeper.settled, balance.sweeper.released) == (1, 1)
+    assert await balance.store.session_state(answered) == "settled"
+    assert await balance.store.session_state(unanswered) == "released"
+
+    client = balance.pipeliner.client
+    stream = balance.store.keys.settlements(balance.store.keys.shard_of(tree.top))
+    entries = await client.xrange(stream)
+    assert len(entries) == 1
+    entry = SettlementEntry.from_json(entries[0][1][b"s"])
+    assert entry.duration_s == 180 and entry.end.cause == "orphan-swept"
+    account = await client.hgetall(balance.store.keys.account(tree.top, tree.customer))
+    assert (account[b"bal"], account[b"held"], account[b"calls"]) == (b"0", b"0", b"0")
+
+
+async def test_release_policy_charges_nothing(
+    redis_client: aioredis.Redis, db_pool: asyncpg.Pool, keys: Keys
+) -> None:
+    service = Balance(BalanceConfig(orphan_policy="release"), redis_client, db_pool, keys)
+    await service.pipeliner.load()
+    async with db_pool.acquire() as conn:
+        tree = await factories.tree(
+            conn, customer_balance=600_000, sub_balance=10**9, top_balance=10**9
+        )
+    ref = SessionRef(tree.top, "free-orphan")
+    grant = await service.reserve(ref, tree.chain(), factories.meta("free-orphan"))
+    assert isinstance(grant, Grant)
+    await service.store.start(ref, answered_at=time.time())
+    sweeper = Sweeper(service.store)
+    assert await sweeper.sweep(now=time.time() + grant.granted_s + 10_000) == 1
+    assert await service.store.session_state(ref) == "released"
+    account = await redis_client.hgetall(keys.account(tree.top, tree.customer))
+    assert (account[b"bal"], account[b"held"]) == (b"600000", b"0")
