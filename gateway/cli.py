@@ -15,7 +15,14 @@ import uvloop
 
 from gateway import cli_rates, demo, logs
 from gateway import config as config_mod
-from gateway.app import CallPath, Container, Runtime, backend_services, gateway_services
+from gateway.app import (
+    CallPath,
+    Container,
+    DemoSeed,
+    Runtime,
+    backend_services,
+    gateway_services,
+)
 from gateway.balance.reconcile import reconcile
 from gateway.config import Config, ConfigError
 from gateway.db import migrate
@@ -40,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
         help="processes sharing the UDP ports (default: the number of CPUs)",
     )
     run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+    api = sub.add_parser("api", help="serve the management API and agent portal")
+    api.add_argument("--demo", action="store_true", help="seed the demo data first")
 
     cfg = sub.add_parser("config", help="check or show the configuration")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
@@ -180,6 +190,26 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     return _run_async(serve)
 
 
+def _api(args: argparse.Namespace, cfg: Config) -> int:
+    """``gateway api``: the management API and portal, apart from the call path."""
+    from gateway.api.server import ApiServer  # FastAPI stays out of the call path's import
+
+    runtime = Runtime(cfg)
+    services = backend_services(runtime)
+    if args.demo:
+        services.append(DemoSeed(runtime))
+    container = Container([*services, ApiServer(runtime)], cfg.service.drain_timeout_s)
+
+    async def reload() -> None:
+        log.info("api.reload_ignored", extra={"why": "restart gateway api to apply config"})
+
+    async def serve() -> int:
+        await container.run_until_signalled(reload, on_ready=signal_ready)
+        return 0
+
+    return _run_async(serve)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gateway`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -190,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.setup(cfg.service.log_level, cfg.service.log_format)
         if args.command == "run":
             return _run(args, cfg)
+        if args.command == "api":
+            return _api(args, cfg)
         if args.command == "loadgen":
             return cli_loadgen.run(args)
         if args.command == "db":

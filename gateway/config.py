@@ -345,6 +345,65 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """[api]: the management API and the agent portal (``gateway api``)."""
+
+    bind: str = key("127.0.0.1", "Address the HTTP API and portal listen on.", network)
+    port: int = key(8080, "Port of the HTTP API and portal.", port(allow_zero=True))
+    session_ttl_s: int = key(
+        12 * 3600, "How long a login (token or portal cookie) stays valid unused.", at_least(60)
+    )
+    cookie_secure: bool = key(
+        False, "Mark the portal session cookie Secure (set when served over HTTPS)."
+    )
+    login_attempts: int = key(
+        5, "Failed logins allowed per login name and per source address in a window.", at_least(1)
+    )
+    login_window_s: int = key(
+        300, "The window of login_attempts; further tries get 429 until it passes.", at_least(1)
+    )
+    page_size_max: int = key(500, "Largest page a list endpoint returns.", at_least(1))
+    report_rows_max: int = key(100_000, "Most rows one report or CSV export returns.", at_least(1))
+
+
+@dataclass(frozen=True, slots=True)
+class DormancyConfig:
+    """[dormancy]: agents whose whole subtree stopped calling are disabled, then removed."""
+
+    enabled: bool = key(True, "Run the dormancy job (one gateway acts at a time, by Redis lock).")
+    disable_after_days: int = key(
+        120, "Disable an agent with no call anywhere in its subtree for this long.", at_least(1)
+    )
+    remove_after_days: int = key(
+        30, "Remove (soft) a disabled dormant agent still silent this long after.", at_least(1)
+    )
+    check_interval_s: float = key(3600.0, "How often the job looks.", at_least(1))
+    reactivate_on: tuple[str, ...] = key(
+        ("call", "refill"),
+        "What re-activates an agent disabled for dormancy: call, refill (either, both, none).",
+        each_of("call", "refill"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    """[smtp]: outgoing mail (dormancy notices); queued in an outbox and retried."""
+
+    host: str = key("", "SMTP server. Empty: mail stays in the outbox, unsent.")
+    port: int = key(25, "SMTP port.", port())
+    sender: str = key("gateway@localhost", "From address.", non_empty)
+    username: str = key("", "SMTP login; empty for none.")
+    password: str = key("", "SMTP password.")
+    starttls: bool = key(False, "Upgrade the connection with STARTTLS.")
+    timeout_s: float = key(10.0, "Timeout of one SMTP conversation.", at_least(0.1))
+    retry_delay_s: float = key(
+        300.0, "First retry delay of a failed mail; doubles each attempt.", at_least(1)
+    )
+    max_attempts: int = key(10, "Give up on a mail after this many failures.", at_least(1))
+    send_interval_s: float = key(10.0, "How often the outbox is drained.", at_least(0.1))
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration, one attribute per TOML section."""
 
@@ -356,6 +415,9 @@ class Config:
     radius: RadiusConfig = field(default_factory=RadiusConfig)
     sip: SipConfig = field(default_factory=SipConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    dormancy: DormancyConfig = field(default_factory=DormancyConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
 
     @property
     def state_path(self) -> Path:

@@ -53,6 +53,10 @@ class Keys:
     def lock(self, name: str) -> str:
         return f"{self.prefix}:{{lock}}:{name}"
 
+    def login_failures(self, scope: str, who: str) -> str:
+        """Counter of failed logins by one login name or source address (``scope``)."""
+        return f"{self.prefix}:login:{scope}:{who}"
+
     def pattern(self) -> str:
         """Glob matching every key of this deployment (for tests and reconcile)."""
         return f"{self.prefix}:*"

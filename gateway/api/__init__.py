@@ -1,0 +1,1 @@
+"""The HTTP management API (``/api/v1``, OpenAPI at ``/docs``) and the agent portal."""

@@ -1,0 +1,37 @@
+"""The FastAPI application: routers, error table, OpenAPI at ``/docs``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from gateway.agents.context import ManagementContext
+from gateway.api import errors
+from gateway.api.routes import auth, billing, cdrs, customers, money, rates, tickets
+
+API_TITLE = "gateway management API"
+
+
+def create_app(ctx: ManagementContext) -> FastAPI:
+    """The API and portal over an already started management context."""
+    app = FastAPI(
+        title=API_TITLE,
+        version="1",
+        description="Agents, customers, money moves, rates, reports and tickets of the "
+        "prepaid gateway. Money is in integer micro-units (1e-6 of the currency).",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    errors.install(app)
+    for router in (
+        auth.router,
+        customers.router,
+        money.router,
+        billing.router,
+        rates.router,
+        cdrs.router,
+        tickets.router,
+    ):
+        app.include_router(router)
+    return app
