@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from gateway.agents.context import ManagementContext
 from gateway.api import errors
+from gateway.api.portal import session, views
 from gateway.api.routes import auth, billing, cdrs, customers, money, rates, tickets
 
 API_TITLE = "gateway management API"
@@ -24,6 +27,14 @@ def create_app(ctx: ManagementContext) -> FastAPI:
     )
     app.state.ctx = ctx
     errors.install(app)
+    session.install(app)
+    app.mount("/static", StaticFiles(packages=[("gateway.api", "static")]), name="static")
+    app.include_router(views.router)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/portal", status_code=307)
+
     for router in (
         auth.router,
         customers.router,
