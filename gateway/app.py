@@ -176,7 +176,9 @@ class DemoSeed:
     async def start(self) -> None:
         async with self.runtime.pool().acquire() as conn:
             summary = await demo.seed(conn)
-        print(demo.describe(summary), flush=True)
+        api = self.runtime.config.api
+        host = "127.0.0.1" if api.bind in ("0.0.0.0", "::", "") else api.bind
+        print(demo.describe(summary, f"http://{host}:{api.port}/portal"), flush=True)
 
     async def stop(self) -> None:
         return None

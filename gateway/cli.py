@@ -28,7 +28,7 @@ from gateway.config import Config, ConfigError
 from gateway.db import migrate
 from gateway.errors import GatewayError
 from gateway.loadgen import cli as cli_loadgen
-from gateway.workers import Supervisor, signal_ready, worker_argv
+from gateway.workers import Supervisor, api_argv, signal_ready, worker_argv
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=os.cpu_count() or 1,
         help="processes sharing the UDP ports (default: the number of CPUs)",
+    )
+    run.add_argument(
+        "--api", action="store_true", help="also serve the management API and agent portal"
     )
     run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
@@ -165,14 +168,20 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         raise ConfigError(f"--workers: must be >= 1, got {args.workers}")
     if args.workers > 1 and not args.worker:
         supervisor = Supervisor(
-            cfg, worker_argv(args.config, args.demo), args.workers, with_demo=args.demo
+            cfg,
+            worker_argv(args.config, args.demo),
+            args.workers,
+            with_demo=args.demo,
+            api_argv=api_argv(args.config) if args.api else (),
         )
         return _run_async(supervisor.run)
     runtime = Runtime(cfg)
-    container = Container(
-        gateway_services(runtime, with_demo=args.demo and not args.worker),
-        cfg.service.drain_timeout_s,
-    )
+    services = gateway_services(runtime, with_demo=args.demo and not args.worker)
+    if args.api and not args.worker:
+        from gateway.api.server import ApiServer  # one process: the API shares its loop
+
+        services.append(ApiServer(runtime))
+    container = Container(services, cfg.service.drain_timeout_s)
     path = next(s for s in container.services if isinstance(s, CallPath))
 
     async def reload() -> None:

@@ -318,7 +318,7 @@ def radclient_lines(caller: DemoCaller, auth_port: int = 1812, acct_port: int = 
     return [auth, start, stop]
 
 
-def describe(summary: DemoSummary) -> str:
+def describe(summary: DemoSummary, portal_url: str = "") -> str:
     """The text printed at every start: logins and how to place a call."""
     out = [
         "",
@@ -326,6 +326,11 @@ def describe(summary: DemoSummary) -> str:
         "",
         "Logins (management API / portal):",
     ]
+    if portal_url:
+        out.insert(
+            -1, f"Agent portal: {portal_url}  (API docs: {portal_url[: -len('/portal')]}/docs)"
+        )
+        out.insert(-1, "")
     for entry in summary.logins:
         out.append(
             f"  {entry.login:10} password {entry.password:15} {entry.role:8} {entry.account}"

@@ -97,10 +97,19 @@ class Supervisor:
     """Runs N workers over shared back-ends until SIGTERM."""
 
     def __init__(
-        self, config: Config, worker_argv: Sequence[str], count: int, *, with_demo: bool
+        self,
+        config: Config,
+        worker_argv: Sequence[str],
+        count: int,
+        *,
+        with_demo: bool,
+        api_argv: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.worker_argv = list(worker_argv)
+        # The management API runs as one more child: supervised like the workers, but
+        # apart from them, so a heavy report never stalls a call.
+        self.api_argv = list(api_argv)
         self.count = count
         self.with_demo = with_demo
         self.workers: list[Worker] = []
@@ -124,6 +133,8 @@ class Supervisor:
         try:
             env = self._worker_env(runtime, metrics_dir)
             self.workers = [Worker(i, self.worker_argv, env) for i in range(self.count)]
+            if self.api_argv:
+                self.workers.append(Worker(self.count, self.api_argv, env))
             for worker in self.workers:
                 await worker.spawn()
             if self.config.metrics.enabled:
@@ -219,6 +230,14 @@ class Supervisor:
             worst = worst or (code or 0)
         self.workers = [w for w in self.workers if w.alive()]
         return worst
+
+
+def api_argv(config_path: str | None) -> list[str]:
+    """The command line of the management API child (``gateway run --api``)."""
+    argv = [sys.executable, "-m", "gateway"]
+    if config_path:
+        argv += ["--config", config_path]
+    return [*argv, "api"]
 
 
 def worker_argv(config_path: str | None, with_demo: bool) -> list[str]:

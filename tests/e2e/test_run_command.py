@@ -3,6 +3,7 @@ the printed radclient lines placing a call, then SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -39,6 +41,7 @@ def _start(state: Path, ports: dict[str, int], *args: str) -> subprocess.Popen[s
             "GATEWAY_RADIUS_ACCT_PORT": str(ports["acct"]),
             "GATEWAY_METRICS_BIND": "127.0.0.1",
             "GATEWAY_METRICS_PORT": str(ports["metrics"]),
+            "GATEWAY_API_PORT": str(ports["api"]),
         }
     )
     return subprocess.Popen(
@@ -93,20 +96,51 @@ def _radclient(line: str) -> str:
     return done.stdout + done.stderr
 
 
+def _api_login(port: int, login: str, password: str) -> str:
+    """Log in over HTTP; the role the API reports for the session."""
+    body = json.dumps({"login": login, "password": password}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/auth/login",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                token = json.loads(reply.read())["token"]
+            break
+        except (urllib.error.URLError, ConnectionError):
+            # The API child may still be starting after the call path is ready.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    me = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(me, timeout=10) as reply:
+        role: str = json.loads(reply.read())["role"]
+    return role
+
+
 def test_run_demo_with_workers_places_the_printed_call(tmp_path: Path) -> None:
     state = tmp_path / "var"
     ports = {
         "auth": _free_port(socket.SOCK_DGRAM),
         "acct": _free_port(socket.SOCK_DGRAM),
         "metrics": _free_port(socket.SOCK_STREAM),
+        "api": _free_port(socket.SOCK_STREAM),
     }
-    proc = _start(state, ports, "--demo", "--workers", "2")
+    proc = _start(state, ports, "--demo", "--workers", "2", "--api")
     # Workers log their own gateway.ready; the supervisor's names the worker count.
     first = "".join(_wait_ready(proc, '"event":"gateway.ready","workers":2'))
     try:
         assert "embedded.postgres.started" in first and "embedded.redis.started" in first
         assert "Demo data created." in first
-        assert first.count('"worker.started"') == 2
+        # Two call-path workers and the management API as a third child.
+        assert first.count('"worker.started"') == 3
+        assert f"http://127.0.0.1:{ports['api']}/portal" in first
+        assert _api_login(ports["api"], "acme", "acme-demo") == "agent"
         # Each worker steers its reuseport groups (auth, acct) by request content.
         assert first.count('"event":"radius.steering"') >= 2
         with urllib.request.urlopen(f"http://127.0.0.1:{ports['metrics']}/readyz") as r:
@@ -130,9 +164,13 @@ def test_run_demo_with_workers_places_the_printed_call(tmp_path: Path) -> None:
     assert '"service.stopped","service":"embedded"' in rest
 
     # Second start: same data (no re-seed), the call instructions printed again.
-    proc = _start(state, ports, "--demo", "--workers", "1")
+    proc = _start(state, ports, "--demo", "--workers", "1", "--api")
     second = "".join(_wait_ready(proc))
-    code, rest = _stop(proc)
+    try:
+        # One process: the API is served from the same event loop.
+        assert _api_login(ports["api"], "admin", "admin-demo") == "admin"
+    finally:
+        code, rest = _stop(proc)
     assert code == 0, rest
     assert "Demo data already present." in second
     assert "radclient" in second
