@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 run: $(STAMP)
-	$(BIN)/gateway run --demo
+	$(BIN)/gateway run --demo --api
 
 debian-tools:
 	@scripts/ensure-debian-tools $(DEBIAN_TOOLS)
