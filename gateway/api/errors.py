@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -72,7 +73,42 @@ async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse
     )
 
 
+def _unstorable(reason: str) -> JSONResponse:
+    body = [{"loc": ["body"], "msg": reason, "type": "value_error"}]
+    return JSONResponse({"detail": body}, status_code=422)
+
+
+async def _bad_text(request: Request, exc: Exception) -> JSONResponse:
+    # Lone surrogates survive JSON decoding but not UTF-8 encoding on the way to a store.
+    return _unstorable("text is not valid Unicode (unpaired surrogate)")
+
+
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # The last line of defence: a value PostgreSQL (or asyncpg's encoder) refuses, such
+    # as NUL in text or an integer beyond 64 bits, is the client's input, not our crash.
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    log.info("api.value_refused", extra={"path": request.url.path, "error": reason})
+    return _unstorable(f"a value cannot be stored: {reason}")
+
+
+async def _constraint(request: Request, exc: Exception) -> JSONResponse:
+    # Services check what they know; a constraint that still fires means a rule the
+    # service does not check itself yet: refuse clearly and leave a trace.
+    log.warning(
+        "api.constraint_violation",
+        extra={"path": request.url.path, "error": str(exc).splitlines()[0]},
+    )
+    if isinstance(exc, asyncpg.exceptions.UniqueViolationError):
+        body = {"code": "ALREADY_EXISTS", "message": "a record with these values already exists"}
+        return JSONResponse({"detail": body}, status_code=409)
+    return _unstorable("the change breaks a rule of the data: " + str(exc).splitlines()[0])
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(UnicodeEncodeError, _bad_text)
+    app.add_exception_handler(asyncpg.exceptions.DataError, _data_error)
+    app.add_exception_handler(asyncpg.exceptions._base.DataError, _data_error)
+    app.add_exception_handler(asyncpg.exceptions.IntegrityConstraintViolationError, _constraint)
     app.add_exception_handler(ManagementError, _management_error)
     app.add_exception_handler(MoveRefused, _move_refused)
     app.add_exception_handler(BackendUnavailable, _backend_unavailable)

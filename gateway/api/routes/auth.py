@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
 class LoginIn(BaseModel):
-    login: Annotated[str, Field(min_length=1, max_length=64)]
+    login: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")]
     password: Annotated[str, Field(min_length=1, max_length=256)]
 
 
