@@ -113,6 +113,7 @@ def _fuzz(base: str, token: str, report: Path) -> subprocess.CompletedProcess[st
         capture_output=True,
         text=True,
         timeout=900,
+        cwd=report.parent,  # schemathesis keeps a cache folder in its working directory
         env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_HOOKS": ""},
     )
 
