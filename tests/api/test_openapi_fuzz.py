@@ -30,9 +30,7 @@ MAX_EXAMPLES = os.environ.get("GATEWAY_FUZZ_EXAMPLES", "12")
 
 
 @pytest.fixture
-def api_process(
-    database_url: str, redis_url: str, keys: Keys, tmp_path: Path
-) -> Iterator[str]:
+def api_process(database_url: str, redis_url: str, keys: Keys, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env.update(

@@ -26,6 +26,7 @@ from tests.api.conftest import ctx, world  # noqa: F401  (fixtures shared with t
 from tests.api.world import PASSWORD, World
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_PRESENT = os.path.exists(CHROMIUM)
 ARTIFACTS = Path(os.environ.get("GATEWAY_TEST_ARTIFACTS", "test-artifacts")) / "portal"
 
 
@@ -47,7 +48,7 @@ async def portal_url(ctx: ManagementContext) -> AsyncIterator[str]:  # noqa: F81
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM_PRESENT:
         if os.environ.get("CI"):
             pytest.fail("chromium is missing: `make test` installs it (Debian package chromium)")
         pytest.skip("chromium is not installed (Debian package chromium)")
