@@ -22,6 +22,9 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from gateway import demo
+from gateway.agents.context import ManagementContext
+from gateway.agents.dormancy import DormancyJob
+from gateway.agents.outbox import OutboxSender
 from gateway.authz.directory import Directory
 from gateway.balance.service import Balance
 from gateway.calls import Calls
@@ -34,6 +37,7 @@ from gateway.errors import BackendUnavailable
 from gateway.gauges import GaugeSampler
 from gateway.keys import Keys
 from gateway.ops import Check, OpsServer, notify_systemd
+from gateway.periodic import Periodic
 from gateway.radius.clients import ClientTable
 from gateway.radius.server import RadiusFront
 from gateway.ratecache import RateCache
@@ -312,6 +316,37 @@ class CallPath:
         log.info("config.reloaded")
 
 
+class ManagementJobs:
+    """Background jobs of the management side: dormancy rounds and the mail outbox.
+
+    Every process of the call path and ``gateway api`` runs them: the dormancy job's
+    Redis lock lets one process act per round, and outbox rows are claimed one by
+    one, so all may send. Dormancy runs only when ``dormancy.enabled``; the outbox
+    only when ``smtp.host`` is set (otherwise mail waits in the table).
+    """
+
+    name = "management-jobs"
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.jobs: list[Periodic] = []
+
+    async def start(self) -> None:
+        cfg, rt = self.runtime.config, self.runtime
+        if cfg.dormancy.enabled:
+            ctx = ManagementContext.create(cfg, rt.pool(), rt.client(), rt.keys)
+            await ctx.start()
+            self.jobs.append(DormancyJob(ctx))
+        if cfg.smtp.host:
+            self.jobs.append(OutboxSender(rt.pool(), cfg.smtp))
+        for job in self.jobs:
+            await job.start()
+
+    async def stop(self) -> None:
+        while self.jobs:
+            await self.jobs.pop().stop()
+
+
 class Container:
     """Starts services in order, stops them in reverse, each stop bounded in time."""
 
@@ -389,4 +424,5 @@ def gateway_services(runtime: Runtime, *, with_demo: bool) -> list[Service]:
     if with_demo:
         services.append(DemoSeed(runtime))
     services.append(CallPath(runtime))
+    services.append(ManagementJobs(runtime))
     return services

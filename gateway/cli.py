@@ -19,6 +19,7 @@ from gateway.app import (
     CallPath,
     Container,
     DemoSeed,
+    ManagementJobs,
     Runtime,
     backend_services,
     gateway_services,
@@ -207,7 +208,9 @@ def _api(args: argparse.Namespace, cfg: Config) -> int:
     services = backend_services(runtime)
     if args.demo:
         services.append(DemoSeed(runtime))
-    container = Container([*services, ApiServer(runtime)], cfg.service.drain_timeout_s)
+    container = Container(
+        [*services, ManagementJobs(runtime), ApiServer(runtime)], cfg.service.drain_timeout_s
+    )
 
     async def reload() -> None:
         log.info("api.reload_ignored", extra={"why": "restart gateway api to apply config"})

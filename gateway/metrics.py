@@ -6,7 +6,25 @@ from fixed sets, never from packet contents.
 
 from __future__ import annotations
 
+import functools
+from typing import TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+
+_M = TypeVar("_M", Counter, Gauge, Histogram)
+
+
+@functools.lru_cache(maxsize=4096)
+def _child(metric: Counter | Gauge | Histogram, labels: tuple[str, ...]) -> object:
+    return metric.labels(*labels)
+
+
+def child(metric: _M, *labels: str) -> _M:
+    """``metric.labels(*labels)``, looked up once: the call path counts every request,
+    and ``labels`` costs more than the increment. Label values are bounded (see above),
+    so is this cache."""
+    return _child(metric, labels)  # type: ignore[return-value]
+
 
 RADIUS_REQUESTS = Counter(
     "gateway_radius_requests_total",
@@ -96,4 +114,19 @@ SIP_REQUESTS = Counter(
     "gateway_sip_requests_total",
     "SIP requests by method and the response code sent.",
     ["method", "code"],
+)
+DORMANCY_ACTIONS = Counter(
+    "gateway_dormancy_actions_total",
+    "Agent accounts the dormancy job changed, by action (disabled, removed, reactivated).",
+    ["action"],
+)
+DORMANCY_RUNS = Counter(
+    "gateway_dormancy_runs_total",
+    "Dormancy rounds, by outcome (acted, skipped: another gateway held the lock).",
+    ["outcome"],
+)
+OUTBOX_MAILS = Counter(
+    "gateway_outbox_mails_total",
+    "Outbox mails, by outcome (sent, failed: will retry, gave_up: max attempts reached).",
+    ["outcome"],
 )

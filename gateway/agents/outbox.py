@@ -1,0 +1,199 @@
+"""The mail outbox: notices are queued in ``notification_outbox`` and sent from there.
+
+Whoever wants to tell someone something (the dormancy job) inserts a row, in the
+same transaction as the change it reports, under a ``dedupe_key`` so a repeated
+round queues nothing twice. ``drain`` sends the due rows over SMTP (stdlib
+``smtplib`` in a thread, so the event loop never blocks on a slow server).
+
+Every gateway may drain: a row is claimed by pushing its ``next_attempt_at``
+forward by a lease (``FOR UPDATE SKIP LOCKED``), so two senders never pick the same
+row; a sender that dies mid-conversation leaves the row due again once the lease
+ends (mail is sent at least once). A failure keeps the error, counts the attempt
+and waits ``smtp.retry_delay_s * 2**attempts`` (capped at a day); after
+``smtp.max_attempts`` failures the row stays, unsent, for an operator to look at.
+With ``smtp.host`` empty nothing is sent: mail waits in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+import asyncpg
+
+from gateway import metrics
+from gateway.config import SmtpConfig
+from gateway.db import Connection
+from gateway.db.pool import translate_errors
+from gateway.errors import BackendUnavailable
+from gateway.periodic import Periodic
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY_S = 86_400.0
+BATCH = 50
+_ERROR_MAX = 1000
+
+_CLAIM = """
+UPDATE notification_outbox SET next_attempt_at = $2 + make_interval(secs => $4)
+WHERE id = (SELECT id FROM notification_outbox
+            WHERE sent_at IS NULL AND next_attempt_at <= $2 AND attempts < $3
+              AND ($1::text IS NULL OR kind = $1)
+            ORDER BY next_attempt_at, id LIMIT 1
+            FOR UPDATE SKIP LOCKED)
+RETURNING id, kind, recipient, subject, body, attempts
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DrainResult:
+    sent: int = 0
+    failed: int = 0
+
+
+async def enqueue(
+    conn: Connection, *, kind: str, recipient: str, subject: str, body: str, dedupe_key: str
+) -> bool:
+    """Queue one mail; False when a mail with ``dedupe_key`` is already queued or sent."""
+    queued = await conn.fetchval(
+        "INSERT INTO notification_outbox (kind, recipient, subject, body, dedupe_key) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        kind,
+        recipient,
+        subject,
+        body,
+        dedupe_key,
+    )
+    return queued is not None
+
+
+def retry_delay_s(config: SmtpConfig, attempts: int) -> float:
+    """Wait before the next try of a mail that has failed ``attempts`` times before."""
+    delay: float = config.retry_delay_s * 2 ** min(attempts, 32)
+    return min(delay, MAX_RETRY_DELAY_S)
+
+
+def _message(config: SmtpConfig, recipient: str, subject: str, body: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = config.sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=config.sender.rpartition("@")[2] or None)
+    message.set_content(body)
+    return message
+
+
+def send_mail(config: SmtpConfig, recipient: str, subject: str, body: str) -> None:
+    """Send one mail (blocking); raises ``smtplib.SMTPException`` or ``OSError``."""
+    message = _message(config, recipient, subject, body)
+    with smtplib.SMTP(config.host, config.port, timeout=config.timeout_s) as client:
+        if config.starttls:
+            client.starttls(context=ssl.create_default_context())
+        if config.username:
+            client.login(config.username, config.password)
+        client.send_message(message)
+
+
+def _lease_s(config: SmtpConfig) -> float:
+    # Long enough for a whole SMTP conversation (connect, TLS, login, data, quit).
+    return max(60.0, config.timeout_s * 6)
+
+
+async def _finish(
+    pool: asyncpg.Pool, row: asyncpg.Record, now: datetime, error: str | None, config: SmtpConfig
+) -> None:
+    with translate_errors():
+        async with pool.acquire() as conn:
+            if error is None:
+                await conn.execute(
+                    "UPDATE notification_outbox SET sent_at = $2, attempts = attempts + 1, "
+                    "last_error = '' WHERE id = $1",
+                    row["id"],
+                    now,
+                )
+                return
+            await conn.execute(
+                "UPDATE notification_outbox SET attempts = attempts + 1, last_error = $2, "
+                "next_attempt_at = $3 WHERE id = $1",
+                row["id"],
+                error[:_ERROR_MAX],
+                now + timedelta(seconds=retry_delay_s(config, row["attempts"])),
+            )
+
+
+async def drain(
+    pool: asyncpg.Pool,
+    config: SmtpConfig,
+    now: datetime | None = None,
+    *,
+    kind: str | None = None,
+    limit: int = BATCH,
+) -> DrainResult:
+    """Send up to ``limit`` due mails (of ``kind``, or any); nothing when no SMTP host is set.
+
+    ``now`` is the clock the due times and retries are computed with (tests move it).
+    """
+    if not config.host:
+        return DrainResult()
+    sent = failed = 0
+    for _ in range(limit):
+        moment = now or datetime.now(UTC)
+        with translate_errors():
+            async with pool.acquire() as conn:
+                row = await conn.fetchrow(
+                    _CLAIM, kind, moment, config.max_attempts, _lease_s(config)
+                )
+        if row is None:
+            break
+        try:
+            await asyncio.to_thread(
+                send_mail, config, row["recipient"], row["subject"], row["body"]
+            )
+        except (smtplib.SMTPException, OSError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            await _finish(pool, row, moment, error, config)
+            failed += 1
+            gave_up = row["attempts"] + 1 >= config.max_attempts
+            metrics.OUTBOX_MAILS.labels("gave_up" if gave_up else "failed").inc()
+            log.warning(
+                "outbox.send_failed",
+                extra={
+                    "mail": row["id"],
+                    "attempts": row["attempts"] + 1,
+                    "error": error,
+                    "gave_up": gave_up,
+                },
+            )
+            continue
+        await _finish(pool, row, moment, None, config)
+        sent += 1
+        metrics.OUTBOX_MAILS.labels("sent").inc()
+        log.info("outbox.sent", extra={"mail": row["id"], "kind": row["kind"]})
+    return DrainResult(sent, failed)
+
+
+class OutboxSender(Periodic):
+    """Drains the outbox every ``smtp.send_interval_s``."""
+
+    name = "outbox"
+
+    def __init__(self, pool: asyncpg.Pool, config: SmtpConfig) -> None:
+        super().__init__(config.send_interval_s)
+        self.pool = pool
+        self.config = config
+
+    async def step(self) -> None:
+        try:
+            await drain(self.pool, self.config)
+        except BackendUnavailable:
+            raise  # Periodic logs it and tries again next round
+        except asyncpg.PostgresError:
+            # Not worth stopping the loop over: logged, and tried again next round.
+            log.exception("outbox.drain_failed")
