@@ -36,7 +36,7 @@ class CommitWaiter(Protocol):
     async def wait_committed(self, stream: str, entry_id: str, timeout_s: float) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class CallKey:
     """A call's identity: the switch (client name), its session id, and the leg."""
 
@@ -49,7 +49,7 @@ class CallKey:
         return f"{self.nas}|{self.session_id}|{self.leg}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class Party:
     """Who calls whom, as the front received it (raw numbers, before normalization)."""
 
@@ -60,6 +60,9 @@ class Party:
     remote_addr: str = ""
 
 
+MAX_REMEMBERED_NUMBERS = 100_000
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """Per switch: how numbers are normalized and how callers are identified."""
@@ -67,14 +70,34 @@ class Policy:
     plan: NumberPlan = field(default_factory=NumberPlan)
     order: tuple[str, ...] = METHODS
     check_secret: bool = True  # False: the switch already authenticated its users
+    # Numbers seen from this switch, normalized: a caller's number comes back on every
+    # request of every call, and each request reads it more than once.
+    numbers: dict[str, str | None] = field(
+        init=False, default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         for method in self.order:
             if method not in METHODS:
                 raise ValueError(f"unknown identification method {method!r}")
 
+    def number(self, raw: str | None) -> str | None:
+        """``raw`` normalized by the plan; None when empty or not a number."""
+        if not raw:
+            return None
+        numbers = self.numbers
+        try:
+            return numbers[raw]
+        except KeyError:
+            pass
+        value = _normalized(raw, self.plan)
+        if len(numbers) >= MAX_REMEMBERED_NUMBERS:
+            numbers.clear()
+        numbers[raw] = value
+        return value
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class Authorized:
     account_id: int
     granted_s: int
@@ -82,14 +105,14 @@ class Authorized:
     currency: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class LoginAccepted:
     """An authorization with no destination: the caller is known, nothing held."""
 
     account_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class Ended:
     """A call's end as recorded: its settlement (None when nothing could be billed)."""
 
@@ -288,7 +311,7 @@ class Calls:
         return identify(
             self.directory,
             username=party.username,
-            caller_number=_normalized(party.calling or party.username, policy.plan),
+            caller_number=policy.number(party.calling or party.username),
             credentials=party.credentials,
             order=policy.order,
             accounting=accounting,
@@ -298,7 +321,7 @@ class Calls:
     def _price(
         self, account_id: int, party: Party, policy: Policy, at: float
     ) -> tuple[Chain, tuple[str, tuple[str, ...], tuple[int, ...]]] | Refusal:
-        number = _normalized(party.called, policy.plan)
+        number = policy.number(party.called)
         if number is None:
             return Refusal(Reason.DESTINATION_NOT_RATED, account_id, detail="invalid number")
         accounts = self.directory.chain_accounts(account_id)
@@ -324,7 +347,7 @@ class Calls:
             session_id=key.session_id,
             leg=key.leg,
             setup_at=at,
-            caller=_normalized(party.calling, policy.plan) or (party.calling or ""),
+            caller=policy.number(party.calling) or (party.calling or ""),
             called=number,
             called_dialled=party.called or "",
             remote_addr=party.remote_addr,

@@ -42,6 +42,11 @@ class Keys:
         """Stream: settled calls waiting for the committer."""
         return f"{self.tag(shard)}:settle"
 
+    def commits_channel(self, shard: int) -> str:
+        """Pub/sub channel: the committers announce each batch of the shard's stream they
+        committed (gateway.db.commit_wait)."""
+        return f"{self.settlements(shard)}:committed"
+
     def dead_settlements(self, shard: int) -> str:
         """Stream: settlements the committer could not store (malformed), kept for people."""
         return f"{self.settlements(shard)}:dead"

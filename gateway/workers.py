@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import shutil
@@ -41,7 +42,15 @@ RESTART_DELAY_S = 1.0
 
 
 def signal_ready() -> None:
-    """In a worker: tell the supervisor the call path is up (no-op elsewhere)."""
+    """The process is serving: tell the supervisor (in a worker; no-op elsewhere), and
+    move what start-up built out of the cyclic garbage collector's way.
+
+    The rate index and the directory can be millions of long-lived objects, and every
+    full collection would walk them all again (with ~100k start-up objects it cost
+    ~12% of an authorization's CPU in tests/bench). ``gc.freeze`` keeps them out of
+    collections; refcounting still frees them when a reload replaces them.
+    """
+    gc.freeze()
     fd = os.environ.get(READY_FD_ENV)
     if fd:
         with contextlib.suppress(OSError):

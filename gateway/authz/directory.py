@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "gateway_directory"
 COALESCE_S = 0.05
+MAX_CACHED_CHAINS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,10 @@ class _Tables:
     extensions: dict[str, Extension]
     caller_ids: dict[str, int]
     accounts: dict[int, Account]
+    # Each customer's chain, built on first use: the tables never change (a reload
+    # makes new ones), so neither does a chain, and every call of the customer
+    # shares one tuple (``build_chain`` caches by it).
+    chains: dict[int, tuple[ChainAccount, ...] | None] = field(default_factory=dict)
 
 
 async def _load_extensions(conn: Connection) -> dict[str, Extension]:
@@ -184,14 +189,29 @@ class Directory:
     def account(self, account_id: int) -> Account | None:
         return self.tables.accounts.get(account_id)
 
-    def chain_accounts(self, customer_id: int) -> list[ChainAccount] | None:
-        """The customer and every agent above it, customer first; None if unknown."""
-        accounts = self.tables.accounts
-        current = accounts.get(customer_id)
-        chain: list[ChainAccount] = []
-        while current is not None:
-            chain.append(current.as_chain_account())
-            if current.parent_id is None:
-                return chain
-            current = accounts.get(current.parent_id)
-        return None  # a broken parent link: refuse rather than bill a partial chain
+    def chain_accounts(self, customer_id: int) -> tuple[ChainAccount, ...] | None:
+        """The customer and every agent above it, customer first; None if unknown.
+
+        The same tuple is returned until the accounts are reloaded.
+        """
+        tables = self.tables
+        try:
+            return tables.chains[customer_id]
+        except KeyError:
+            pass
+        chain = _chain_of(tables.accounts, customer_id)
+        if len(tables.chains) >= MAX_CACHED_CHAINS:
+            tables.chains.clear()
+        tables.chains[customer_id] = chain
+        return chain
+
+
+def _chain_of(accounts: dict[int, Account], customer_id: int) -> tuple[ChainAccount, ...] | None:
+    current = accounts.get(customer_id)
+    chain: list[ChainAccount] = []
+    while current is not None:
+        chain.append(current.as_chain_account())
+        if current.parent_id is None:
+            return tuple(chain)
+        current = accounts.get(current.parent_id)
+    return None  # a broken parent link: refuse rather than bill a partial chain

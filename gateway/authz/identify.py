@@ -15,7 +15,7 @@ BY_CALLER_ID = "caller_id"
 METHODS = (BY_EXTENSION, BY_CALLER_ID)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class Credentials:
     """What the front received to prove the caller: nothing, a password, or a check.
 
@@ -38,7 +38,7 @@ class Credentials:
         return False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class Caller:
     """An identified caller: the paying account and how it was recognized."""
 

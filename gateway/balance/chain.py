@@ -16,6 +16,7 @@ from gateway.authz.reasons import Reason, Refusal
 from gateway.balance.types import Chain, Level
 from gateway.db import Connection
 from gateway.rating.prefix_index import RatingIndex, UnknownRateGroup
+from gateway.rating.rates import Rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,22 +51,29 @@ async def fetch_chain_accounts(conn: Connection, customer_id: int) -> list[Chain
     ]
 
 
+# Chains built before, by the identity of what they were built from: the accounts
+# tuple (``Directory.chain_accounts`` hands out one per customer) and each level's
+# rate object (the rating index hands out the same ones until rates are reloaded).
+# Each entry keeps those objects alive, so an id in a key cannot be reused by
+# another object while the entry exists.
+_Built = tuple[Chain, tuple[str, ...], tuple[int, ...]]
+_CACHE: dict[tuple[int, ...], tuple[Sequence[ChainAccount], tuple[Rate | None, ...], _Built]] = {}
+MAX_CACHED = 100_000
+
+
 def build_chain(
     accounts: Sequence[ChainAccount], index: RatingIndex, number: str, at: datetime
-) -> tuple[Chain, tuple[str, ...], tuple[int, ...]] | Refusal:
+) -> _Built | Refusal:
     """Price every paying level for ``number`` at ``at``.
 
     Returns the chain plus each level's matched prefix and rate group (for the CDR),
-    or a refusal naming the first level with no rate for the destination.
+    or a refusal naming the first level with no rate for the destination. Calls
+    priced at the same rates for the same accounts share one (immutable) result.
     """
-    levels: list[Level] = []
-    prefixes: list[str] = []
-    groups: list[int] = []
+    rates: list[Rate | None] = []
     for depth, account in enumerate(accounts):
         if not account.charged:
-            levels.append(Level(account.id, charged=False))
-            prefixes.append("")
-            groups.append(0)
+            rates.append(None)
             continue
         rate = None
         if account.rate_group_id is not None:
@@ -75,6 +83,28 @@ def build_chain(
                 rate = None
         if rate is None:
             return Refusal(Reason.DESTINATION_NOT_RATED, account_id=account.id, level=depth)
+        rates.append(rate)
+    key = (id(accounts), *map(id, rates))
+    cached = _CACHE.get(key)
+    if cached is not None and cached[0] is accounts:
+        return cached[2]
+    built = _build(accounts, rates)
+    if len(_CACHE) >= MAX_CACHED:
+        _CACHE.clear()
+    _CACHE[key] = (accounts, tuple(rates), built)
+    return built
+
+
+def _build(accounts: Sequence[ChainAccount], rates: Sequence[Rate | None]) -> _Built:
+    levels: list[Level] = []
+    prefixes: list[str] = []
+    groups: list[int] = []
+    for account, rate in zip(accounts, rates, strict=True):
+        if rate is None:
+            levels.append(Level(account.id, charged=False))
+            prefixes.append("")
+            groups.append(0)
+            continue
         levels.append(Level(account.id, True, rate, account.rate_group_id))
         prefixes.append(rate.prefix)
         groups.append(account.rate_group_id or 0)

@@ -40,7 +40,7 @@ class SessionExists(Exception):
     """A reservation is live for this session: settle it rather than charge."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class SessionRef:
     """Where a call's reservation lives: its tree (for the hash tag) and its key."""
 

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.rating.rates import Rate
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+def _compact_encoder() -> Callable[[Any], str]:
+    """Compact JSON of plain data, as ``json.dumps(separators=(",", ":"))`` writes it.
+
+    ``JSONEncoder.encode`` builds its C encoder anew on every call, which costs more
+    than encoding the few fields of a call; the C encoder is built once here.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the pure Python encoder
+        return json.JSONEncoder(separators=(",", ":")).encode
+    encode = make(
+        None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+    join = "".join
+    return lambda value: join(encode(value, 0))
+
+
+_dumps = _compact_encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +77,7 @@ class Chain:
             raise ValueError("a chain has at least the customer")
         if not self.levels[0].charged:
             raise ValueError("the customer level is always charged")
-        encoded = json.dumps([level.script_rate() for level in self.levels])
+        encoded = _dumps([level.script_rate() for level in self.levels])
         object.__setattr__(self, "script_levels", encoded)
 
     @property
@@ -67,7 +85,7 @@ class Chain:
         return tuple(level.account_id for level in self.levels)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class CallMeta:
     """What the CDR needs that is known when the call is authorized.
 
@@ -104,7 +122,7 @@ class CallMeta:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class CallEnd:
     """What the switch says when the call ends."""
 
@@ -123,7 +141,7 @@ class CallEnd:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class Grant:
     """A reservation that went through: the time granted and each level's hold."""
 
@@ -132,7 +150,7 @@ class Grant:
     repeated: bool = False  # the session already held; the first answer is repeated
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class Settled:
     """A settled call: each level's cost and where the settlement sits in the stream."""
 
@@ -168,13 +186,14 @@ class SettlementEntry:
         meta["prefixes"] = tuple(meta.get("prefixes", ()))
         meta["rate_groups"] = tuple(meta.get("rate_groups", ()))
         accounts = tuple(data["accounts"])
+        # map() rather than generators: the committer parses every settled call.
         return cls(
             session=data["session"],
             accounts=accounts,
-            account_ids=tuple(int(key.rsplit(":", 1)[1]) for key in accounts),
-            rates=tuple(tuple(int(v) for v in rate) for rate in data["levels"]),
-            billed_s=tuple(int(v) for v in data["billed"]),
-            costs_micros=tuple(int(v) for v in data["costs"]),
+            account_ids=tuple([int(key.rsplit(":", 1)[1]) for key in accounts]),
+            rates=tuple([tuple(map(int, rate)) for rate in data["levels"]]),
+            billed_s=tuple(map(int, data["billed"])),
+            costs_micros=tuple(map(int, data["costs"])),
             duration_s=int(data["duration"]),
             granted_s=int(data["granted"]),
             reserved_at=float(data["reserved_at"]),

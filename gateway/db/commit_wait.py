@@ -1,11 +1,16 @@
 """Group commit: let the caller of settle wait until PostgreSQL holds its call.
 
 The committer resolves the waiters of every entry it commits, right after the
-commit. An entry committed before its waiter registered, or by another process's
-committer, is found by its absence from the stream: the committer deletes each
-entry (atomically with its XACK) once PostgreSQL has it, so "no longer in the
-stream" means "committed". That check runs in one pipelined round trip per
-``poll_s`` for all waiters not already in this process's committer's hands.
+commit, and publishes the batch's entry ids on its shard's channel
+(``Keys.commits_channel``): the committers of the other processes (each worker has
+one, and any of them may take any entry) hear it and resolve their own waiters.
+
+Publish/subscribe may lose a message (while reconnecting), so an entry still waited
+for after ``fallback_s`` is looked up: the committer deletes each entry (atomically
+with its XACK) once PostgreSQL has it, so "no longer in the stream" means
+"committed". That check runs in one pipelined round trip per ``poll_s`` for the
+waiters concerned; while the subscription is down it covers every waiter older than
+one tick, as the only way to learn of other processes' commits.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -25,21 +31,46 @@ from gateway.redisconn import translate_errors
 
 log = logging.getLogger(__name__)
 
+RESUBSCRIBE_S = 1.0
+
+
+def commit_message(
+    consumer: str, stream: str, committed: Sequence[str], dead: Sequence[str]
+) -> str:
+    """What a committer publishes after a batch: who, which stream, the entry ids
+    committed and those dead-lettered (one line each)."""
+    return "\n".join((consumer, stream, " ".join(committed), " ".join(dead)))
+
 
 class CommitWaiters:
-    """Futures keyed by (stream, entry id), resolved after commit or by a stream check."""
+    """Futures keyed by (stream, entry id), resolved after commit: by this process's
+    committer, by a message from another's, or by a stream check."""
 
     def __init__(
-        self, redis: aioredis.Redis, *, poll_s: float = 0.05, remember: int = 10_000
+        self,
+        redis: aioredis.Redis,
+        *,
+        channels: Sequence[str] = (),
+        consumer: str = "",
+        poll_s: float = 0.05,
+        fallback_s: float = 0.5,
+        remember: int = 10_000,
     ) -> None:
         self.redis = redis
+        self.channels = tuple(channels)
+        self.consumer = consumer  # this process's committer: its messages are skipped
         self.poll_s = poll_s
+        self.fallback_s = fallback_s
         self.remember = remember
         self._waiters: dict[EntryRef, tuple[float, list[asyncio.Future[bool]]]] = {}
         self._outcomes: OrderedDict[EntryRef, bool] = OrderedDict()
         self._in_hand: set[EntryRef] = set()
         self._poller: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = False
+        self._listen_after = 0.0
         self._check_failing = False
+        self.messages = 0  # commit messages heard from other committers
 
     def __len__(self) -> int:
         return len(self._waiters)
@@ -50,16 +81,20 @@ class CommitWaiters:
         known = self._outcomes.get(ref)
         if known is not None:
             return known
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
         _, futures = self._waiters.setdefault(ref, (time.monotonic(), []))
         futures.append(future)
+        if self._listener is None and self.channels and time.monotonic() >= self._listen_after:
+            self._listener = asyncio.create_task(self._listen(), name="commit-listener")
         if self._poller is None:
-            self._poller = asyncio.create_task(self._poll())
+            self._poller = asyncio.create_task(self._poll(), name="commit-poller")
+        # A timer rather than asyncio.wait_for: no task and no shield per waiting call.
+        timer = loop.call_later(timeout_s, _time_out, future)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
-        except TimeoutError:
-            return False
+            return await future
         finally:
+            timer.cancel()
             self._forget(ref, future)
 
     def taken(self, refs: Iterable[EntryRef]) -> None:
@@ -68,24 +103,38 @@ class CommitWaiters:
 
     def resolve(self, refs: Iterable[EntryRef], committed: bool) -> None:
         """The entries are done: committed (True) or dead-lettered (False)."""
+        waiters = self._waiters
         for ref in refs:
             self._in_hand.discard(ref)
             self._remember(ref, committed)
-            _, futures = self._waiters.pop(ref, (0.0, []))
-            for future in futures:
-                if not future.done():
-                    future.set_result(committed)
+            found = waiters.pop(ref, None)
+            if found is not None:
+                for future in found[1]:
+                    if not future.done():
+                        future.set_result(committed)
 
     def released(self, refs: Iterable[EntryRef]) -> None:
         """The committer let go of these entries unresolved (it stopped)."""
         self._in_hand.difference_update(refs)
 
+    def heard(self, message: bytes | str) -> None:
+        """A commit message (``commit_message``) from any committer."""
+        text = message.decode() if isinstance(message, bytes) else message
+        consumer, stream, committed, dead = text.split("\n")
+        if consumer == self.consumer:
+            return  # resolved already, by this process's committer
+        self.messages += 1
+        self.resolve([(stream, entry_id) for entry_id in committed.split()], True)
+        self.resolve([(stream, entry_id) for entry_id in dead.split()], False)
+
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        for task in (self._poller, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._poller = self._listener = None
+        self._subscribed = False
 
     def _remember(self, ref: EntryRef, committed: bool) -> None:
         self._outcomes[ref] = committed
@@ -102,6 +151,33 @@ class CommitWaiters:
         if not futures:
             del self._waiters[ref]
 
+    async def _listen(self) -> None:
+        """Hear the committers' messages until the connection fails; a later ``wait``
+        subscribes again (after ``RESUBSCRIBE_S``), so nothing reconnects on its own
+        once calls stop coming (a client closed at shutdown stays closed)."""
+        pubsub: Any = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            with translate_errors():
+                await pubsub.subscribe(*self.channels)
+                self._subscribed = True
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None and message.get("type") == "message":
+                        try:
+                            self.heard(message["data"])
+                        except (ValueError, UnicodeDecodeError) as exc:
+                            log.warning("committer.bad_commit_message", extra={"error": str(exc)})
+        except BackendUnavailable as exc:
+            log.warning("committer.commit_listener_failed", extra={"error": str(exc)})
+        except Exception:
+            log.exception("committer.commit_listener_failed")
+        finally:
+            self._subscribed = False
+            self._listener = None
+            self._listen_after = time.monotonic() + RESUBSCRIBE_S
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
     async def _poll(self) -> None:
         try:
             while self._waiters:
@@ -111,9 +187,9 @@ class CommitWaiters:
             self._poller = None
 
     async def _check_stream(self) -> None:
-        # Only waiters older than one tick: the young ones are usually about to be
-        # resolved by the committer of this process, for free.
-        cutoff = time.monotonic() - self.poll_s
+        # Only waiters older than the fallback delay (one tick without a subscription):
+        # the young ones are about to be resolved by a committer, for free.
+        cutoff = time.monotonic() - (self.fallback_s if self._subscribed else self.poll_s)
         refs = [
             ref
             for ref, (since, _) in self._waiters.items()
@@ -136,3 +212,8 @@ class CommitWaiters:
         gone = [ref for ref, reply in zip(refs, replies, strict=True) if not reply]
         if gone:
             self.resolve(gone, True)
+
+
+def _time_out(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)

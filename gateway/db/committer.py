@@ -42,7 +42,7 @@ from gateway.config import CommitterConfig
 from gateway.db import pool as db_pool
 from gateway.db.cdr_row import CdrRow, StreamEntry, dead_letter_fields, months_of, parse_entry
 from gateway.db.cdr_writer import BatchResult, Method, ensure_partition, write_batch
-from gateway.db.commit_wait import CommitWaiters
+from gateway.db.commit_wait import CommitWaiters, commit_message
 from gateway.errors import BackendUnavailable
 from gateway.keys import Keys
 from gateway.redisconn import translate_errors as redis_errors
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 GROUP = "committer"
 READ_BLOCK_MS = 100
+LINGER_S = 0.005  # a small batch waits this long for company (group commit)
+PARSE_SLICE = 50  # settlements checked between two turns of the event loop
 FORGET_IDLE_S = 3600.0  # a consumer with nothing pending, idle this long, is removed
 
 # A batch refused because of what is in it: retried entry by entry to find the bad one.
@@ -103,7 +105,10 @@ class Committer:
         self.dead_streams = {
             keys.settlements(s): keys.dead_settlements(s) for s in range(keys.shards)
         }
-        self.waiters = CommitWaiters(redis)
+        self.channels = {keys.settlements(s): keys.commits_channel(s) for s in range(keys.shards)}
+        self.waiters = CommitWaiters(
+            redis, channels=tuple(self.channels.values()), consumer=self.consumer
+        )
         # Counters (metrics come later).
         self.batches = 0
         self.rows = 0  # CDRs inserted
@@ -224,7 +229,16 @@ class Committer:
         # The next batch is read and parsed while the previous one is being written:
         # Python and PostgreSQL then work at the same time.
         items = await self._read({s: ">" for s in self.streams}, block_ms=block)
+        small = bool(items) and len(items) < self.config.batch_size
+        if small and not self._draining:
+            # Group commit: a few milliseconds for more settlements to arrive. A
+            # transaction costs PostgreSQL (and this process) far more than a row, and
+            # at a few hundred calls a second most would otherwise hold one or two.
+            await asyncio.sleep(LINGER_S)
         await self._wait_writing()
+        if small:
+            # What arrived meanwhile (and while the previous batch was written) joins.
+            items += await self._read({s: ">" for s in self.streams}, block_ms=None)
         if items:
             self._writing = asyncio.create_task(self._commit_chunks(items))
             return False
@@ -309,7 +323,15 @@ class Committer:
         for stream, entries in by_stream:
             if entries and isinstance(entries[0], list):  # RESP3 wraps the list once more
                 entries = entries[0]
-            items.extend(parse_entry(_text(stream), _text(i), f) for i, f in entries)
+            name = _text(stream)
+            for start in range(0, len(entries), PARSE_SLICE):
+                if start:
+                    # The call path shares this event loop: a batch of 500 takes tens
+                    # of ms to check, so requests get their turn between slices.
+                    await asyncio.sleep(0)
+                items.extend(
+                    parse_entry(name, _text(i), f) for i, f in entries[start : start + PARSE_SLICE]
+                )
         return items
 
     # -- one batch -----------------------------------------------------------------------
@@ -421,6 +443,11 @@ class Committer:
                         pipe.xadd(self.dead_streams[stream], dead_letter_fields(item))
                 pipe.xack(stream, GROUP, *ids)
                 pipe.xdel(stream, *ids)
+                # The other processes' callers waiting for these calls hear it here.
+                committed = [i.entry_id for i in group if not i.error]
+                dead_ids = [i.entry_id for i in group if i.error]
+                message = commit_message(self.consumer, stream, committed, dead_ids)
+                pipe.publish(self.channels[stream], message)
                 await pipe.execute()
         self.batches += 1
         self.dead_lettered += len(dead)

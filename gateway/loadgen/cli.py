@@ -31,7 +31,17 @@ from gateway import demo
 from gateway.config import Config, RadiusClientConfig, mask_url
 from gateway.errors import GatewayError
 from gateway.loadgen import population as population_mod
-from gateway.loadgen.engine import ACKED, Engine, EngineOptions, RunResult, Target, prepare
+from gateway.loadgen.engine import (
+    ACKED,
+    AUTH_HOLD,
+    AUTH_RELEASE,
+    CALLS,
+    Engine,
+    EngineOptions,
+    RunResult,
+    Target,
+    prepare,
+)
 from gateway.loadgen.packets import RequestBuilder
 from gateway.loadgen.plan import CallSpec, Population, parse_duration, plan_calls
 from gateway.loadgen.stats import format_summary, summary
@@ -94,6 +104,23 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     load.add_argument("--retries", type=int, default=3, help="retransmissions per request (3)")
     load.add_argument("--sockets", type=int, default=8, help="source ports per gateway port (8)")
     load.add_argument("--seed", type=int, default=1, help="random seed of the call plan")
+    load.add_argument(
+        "--auth-only",
+        nargs="?",
+        const="hold",
+        choices=("hold", "release"),
+        help="send each call's Access-Request alone: 'hold' (the default) carries the "
+        "session, so the hold is left to expire (the sweeper ends it); 'release' carries "
+        "none, so the gateway reserves and gives the hold back at once",
+    )
+    load.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start no call while N requests wait for an answer (0: no limit): with a "
+        "rate above the server's, the run measures its capacity",
+    )
     pop = p.add_argument_group("who calls")
     pop.add_argument(
         "--setup",
@@ -133,6 +160,7 @@ class Settings:
     seconds: float | None
     durations: tuple[int, int]
     engine: EngineOptions
+    mode: str = CALLS
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -145,6 +173,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     for name in ("interims", "retries", "setup"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name}: must be >= 0")
+    if args.max_in_flight < 0:
+        raise UsageError(f"--max-in-flight: must be >= 0, got {args.max_in_flight}")
     if not 1 <= args.sockets <= 1024:
         raise UsageError(f"--sockets: must be 1..1024, got {args.sockets}")
     if not args.timeout_ms > 0 or args.hold_ms < 0:
@@ -171,8 +201,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         hold_s=args.hold_ms / 1000,
         interims=args.interims,
         sockets=args.sockets,
+        max_in_flight=args.max_in_flight,
     )
-    return Settings(calls, args.seconds, durations, options)
+    mode = {None: CALLS, "hold": AUTH_HOLD, "release": AUTH_RELEASE}[args.auth_only]
+    return Settings(calls, args.seconds, durations, options, mode)
 
 
 def _source_address(server: str, port: int, source: str) -> str:
@@ -317,7 +349,9 @@ def _place(
     secret = switch.secret.encode()
     nas_ip = switch.source if ipaddress.ip_address(switch.source).version == 4 else None
     builder = RequestBuilder(secret, nas_ip=nas_ip)
-    calls = prepare(specs, builder, settings.engine.sockets, settings.engine.interims)
+    calls = prepare(
+        specs, builder, settings.engine.sockets, settings.engine.interims, settings.mode
+    )
     precompute_s = time.perf_counter() - began
     progress = None if args.quiet else sys.stderr
     engine = Engine(calls, switch.target, settings.engine, secret, progress)
@@ -375,6 +409,7 @@ def run(args: argparse.Namespace) -> int:
     t = switch.target
     report: dict[str, Any] = {
         "run": run_id,
+        "mode": settings.mode,
         "server": f"{t.host}:{t.auth_port}/{t.acct_port}",
         "customers": len(population.callers),
         **summary(

@@ -6,7 +6,8 @@ towards the authorization port and as many towards the accounting port, so
 SO_REUSEPORT spreads them over the gateway's workers. A call has at most one
 request in flight; its datagrams were built before the clock started with the
 identifier predicted for them (call n: socket n mod K, identifier n div K mod 256),
-so the hot path only sends bytes. When that identifier is still busy (a long stall)
+so the hot path only sends bytes. In the authorization-only modes a call is its
+Access-Request alone (``MODES``). When that identifier is still busy (a long stall)
 the datagram is re-signed for a free one; when every identifier is busy the call
 waits, and the wait is counted.
 
@@ -47,8 +48,14 @@ SOCKET_BUFFER_BYTES = 1 << 20
 ACCESS_ACCEPT = 2
 ACCESS_CHALLENGE = 11
 
-# A call's end, as the switch saw it.
-PENDING, REFUSED, AUTH_FAILED, ACKED, UNACKED = range(5)
+# A call's end, as the switch saw it (GRANTED: accepted, in an authorization-only mode).
+PENDING, REFUSED, AUTH_FAILED, ACKED, UNACKED, GRANTED = range(6)
+
+# What a call is: the whole call (Access-Request, Start, Interim-Updates, Stop), or its
+# Access-Request alone, carrying the session identity (the hold is left to expire) or
+# not (the gateway gives the hold back at once).
+CALLS, AUTH_HOLD, AUTH_RELEASE = "calls", "auth-hold", "auth-release"
+MODES = (CALLS, AUTH_HOLD, AUTH_RELEASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,7 @@ class EngineOptions:
     hold_s: float = 0.1  # real time from the Start's answer to the Stop
     interims: int = 0
     sockets: int = 8  # per port
+    max_in_flight: int = 0  # start no call while this many requests wait (0: no limit)
 
 
 class Call:
@@ -114,16 +122,26 @@ class Call:
 
 
 def prepare(
-    specs: Sequence[CallSpec], builder: RequestBuilder, sockets: int, interims: int
+    specs: Sequence[CallSpec],
+    builder: RequestBuilder,
+    sockets: int,
+    interims: int,
+    mode: str = CALLS,
 ) -> list[Call]:
     """Every call's datagrams, built for its predicted (socket, identifier)."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
     randoms = os.urandom(16 * len(specs))
     calls = []
     for i, spec in enumerate(specs):
         n = spec.index
         slot_sock, slot_id = n % sockets, (n // sockets) % IDS_PER_SOCKET
         authenticator = randoms[16 * i : 16 * i + 16]
-        packets = builder.call(spec, slot_id, authenticator, interims)
+        if mode == CALLS:
+            packets = builder.call(spec, slot_id, authenticator, interims)
+        else:
+            session = mode == AUTH_HOLD
+            packets = [builder.authorization(spec, slot_id, authenticator, session=session)]
         calls.append(Call(spec, packets, slot_sock, slot_id))
     return calls
 
@@ -165,6 +183,7 @@ class RunResult:
     wall_s: float
     cpu_s: float
     calls: list[Call] = field(default_factory=list)
+    last_reply_s: float = 0.0  # from the start to the last reply (rates without the tail)
 
 
 class Engine:
@@ -206,6 +225,7 @@ class Engine:
         self.hold_queue: deque[tuple[float, Call]] = deque()
         self.waiting: deque[Call] = deque()
         self.step_s = options.hold_s / (options.interims + 1)
+        self.last_reply_at = 0.0
 
     def close(self) -> None:
         self.poller.close()
@@ -277,6 +297,7 @@ class Engine:
         t0 = perf()
         cpu0 = time.process_time()
         stop_starting = t0 + self.options.seconds if self.options.seconds else math.inf
+        window = self.options.max_in_flight or math.inf
         next_report = t0 + 1.0
         previous = Snapshot(t0, cpu0, 0, 0, 0)
         while True:
@@ -286,7 +307,7 @@ class Engine:
                     total = started
                 else:
                     due = min(total, int((now - t0) * rate) + 1)
-                    while started < due:
+                    while started < due and self.in_flight < window:
                         call = calls[started]
                         started += 1
                         self.counters.started += 1
@@ -305,7 +326,7 @@ class Engine:
             if started >= total and self.active == 0:
                 break
             wake = next_report
-            if started < total:
+            if started < total and self.in_flight < window:
                 wake = min(wake, t0 + started / rate)
             if retry_queue:
                 wake = min(wake, retry_queue[0][0])
@@ -321,7 +342,8 @@ class Engine:
         cpu = time.process_time() - cpu0
         if self.progress is not None:
             self._report(previous, wall)
-        return RunResult(self.counters, self.latencies, wall, cpu, calls[:started])
+        last_reply = max(self.last_reply_at - t0, 0.0)
+        return RunResult(self.counters, self.latencies, wall, cpu, calls[:started], last_reply)
 
     def _send(self, call: Call, now: float) -> bool:
         """Send the call's current request; False when no identifier is free."""
@@ -430,6 +452,7 @@ class Engine:
             self.in_flight -= 1
             call.gen += 1
             counters.replies += 1
+            self.last_reply_at = now
             self._answered(call, data, now)
 
     def _answered(self, call: Call, data: bytes, now: float) -> None:
@@ -442,6 +465,9 @@ class Engine:
                 call.accepted = True
                 if call.spec.refuse:
                     counters.accepted_unexpected += 1
+                if call.last == 0:  # authorization only
+                    self._finish(call, GRANTED)
+                    return
                 call.step = 1
                 if not self._send(call, now):
                     self._wait(call)

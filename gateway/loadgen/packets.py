@@ -127,6 +127,17 @@ class RequestBuilder:
         )
         return self.access_request(ident, authenticator, spec, common)
 
+    def authorization(
+        self, spec: CallSpec, ident: int, authenticator: bytes, *, session: bool = True
+    ) -> bytes:
+        """The call's Access-Request alone. With ``session`` it carries the call's
+        identity (the gateway's hold then waits for accounting that never comes and
+        is ended by its sweeper); without, the gateway reserves and gives the hold
+        back at once (``probe``)."""
+        if not session:
+            return self.probe(ident, authenticator, spec)
+        return self.access_request(ident, authenticator, spec, self.common(spec))
+
     def call(self, spec: CallSpec, ident: int, authenticator: bytes, interims: int) -> list[bytes]:
         """Every datagram of the call, in order: Access-Request, Start, the
         Interim-Updates (evenly spaced in simulated time), Stop with the call's length."""

@@ -192,8 +192,10 @@ def summary(
 def format_summary(data: dict[str, Any]) -> str:
     """The summary as a few readable lines."""
     calls, reqs, gen = data["calls"], data["requests"], data["generator"]
+    mode = data.get("mode", "calls")
+    label = "calls" if mode == "calls" else f"calls ({mode}: Access-Requests only)"
     lines = [
-        f"calls: {calls['finished']} of {data['planned_calls']} in {data['elapsed_s']:.1f}s = "
+        f"{label}: {calls['finished']} of {data['planned_calls']} in {data['elapsed_s']:.1f}s = "
         f"{data['calls_per_s']:.0f} calls/s (target {data['target_calls_per_s']:g}); "
         f"{reqs['sent']} requests = {data['requests_per_s']:.0f} req/s, "
         f"{data['replies_per_s']:.0f} answered/s",

@@ -79,8 +79,7 @@ class RadiusProtocol(asyncio.DatagramProtocol):
             self.cache.finish(key, None)
             metrics.RADIUS_DROPPED.labels("overload").inc()
             return
-        self.in_flight[0] += 1
-        metrics.RADIUS_IN_FLIGHT.inc()
+        self.in_flight[0] += 1  # the gauge samples it (RadiusFront), not per request
         task = asyncio.create_task(self._process(data, client, addr, key, time.perf_counter()))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -97,11 +96,10 @@ class RadiusProtocol(asyncio.DatagramProtocol):
             log.exception("radius.handler_failed", extra={"client": client.name})
         finally:
             self.in_flight[0] -= 1
-            metrics.RADIUS_IN_FLIGHT.dec()
             self.cache.finish(key, reply)
         if reply is not None:
             self._send(reply, addr)
-            metrics.RADIUS_LATENCY.labels(self.kind).observe(time.perf_counter() - started)
+            metrics.child(metrics.RADIUS_LATENCY, self.kind).observe(time.perf_counter() - started)
 
     def _send(self, data: bytes, addr: tuple[Any, ...]) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -45,6 +45,9 @@ _STATUS_NAMES = {
 Disconnector = Callable[[Client, tuple[Any, ...], Packet], Awaitable[None]]
 
 
+NO_CREDENTIALS = Credentials()
+
+
 def _party(facts: CallFacts, credentials: Credentials, addr: tuple[Any, ...]) -> Party:
     return Party(
         username=facts.username,
@@ -113,10 +116,10 @@ class RadiusProcess:
         key = CallKey(client.name, facts.session_id, facts.leg) if facts.session_id else None
         decision = await self.calls.authorize(key, party, client.policy)
         if isinstance(decision, Refusal):
-            metrics.AUTHZ_DECISIONS.labels(decision.reason.value).inc()
+            metrics.child(metrics.AUTHZ_DECISIONS, decision.reason.value).inc()
             return self._reject(packet, client, decision.reason)
-        metrics.AUTHZ_DECISIONS.labels("accept").inc()
-        metrics.RADIUS_REQUESTS.labels("access", "accept", client.name).inc()
+        metrics.child(metrics.AUTHZ_DECISIONS, "accept").inc()
+        metrics.child(metrics.RADIUS_REQUESTS, "access", "accept", client.name).inc()
         if isinstance(decision, LoginAccepted):
             attributes = profile.login_accept()
         else:
@@ -139,7 +142,7 @@ class RadiusProcess:
     def _reject(self, packet: Packet, client: Client, reason: Reason) -> bytes | None:
         if reason in SILENT:
             return None
-        metrics.RADIUS_REQUESTS.labels("access", "reject", client.name).inc()
+        metrics.child(metrics.RADIUS_REQUESTS, "access", "reject", client.name).inc()
         profile = PROFILES[client.profile]
         attributes = profile.reject(client.codes.code(reason), reply_message(reason))
         return encode_reply(packet, PacketCode.ACCESS_REJECT, attributes, client.secret)
@@ -169,7 +172,7 @@ class RadiusProcess:
                 durable = await self._call_event(packet, client, addr, facts, status, now)
                 if not durable:
                     return None
-        metrics.RADIUS_REQUESTS.labels("accounting", kind, client.name).inc()
+        metrics.child(metrics.RADIUS_REQUESTS, "accounting", kind, client.name).inc()
         return encode_reply(packet, PacketCode.ACCOUNTING_RESPONSE, [], client.secret)
 
     async def _call_event(
@@ -183,7 +186,7 @@ class RadiusProcess:
     ) -> bool:
         assert facts.session_id is not None
         key = CallKey(client.name, facts.session_id, facts.leg)
-        party = _party(facts, Credentials(), addr)
+        party = _party(facts, NO_CREDENTIALS, addr)
         reported = packet.get_int("Acct-Session-Time")
         elapsed = reported or 0
         if status == STATUS_START:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 
+from gateway import metrics
 from gateway.calls import Calls
 from gateway.config import RadiusConfig
 from gateway.radius import coa
@@ -17,6 +19,7 @@ from gateway.radius.process import RadiusProcess
 log = logging.getLogger(__name__)
 
 _NO_IPV6 = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT)
+IN_FLIGHT_SAMPLE_S = 1.0
 
 
 class RadiusFront:
@@ -39,6 +42,7 @@ class RadiusFront:
         self.transports: list[asyncio.DatagramTransport] = []
         self.endpoints: dict[str, list[Endpoint]] = {"auth": [], "acct": []}
         self._in_flight = [0]
+        self._sampler: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if not self.clients.clients:
@@ -70,6 +74,7 @@ class RadiusFront:
                 self.protocols.append(protocol)
                 self.transports.append(transport)
                 self.endpoints[kind].append(endpoint)
+        self._sampler = asyncio.create_task(self._sample_in_flight(), name="radius-in-flight")
         log.info(
             "radius.listening",
             extra={
@@ -79,7 +84,19 @@ class RadiusFront:
             },
         )
 
+    async def _sample_in_flight(self) -> None:
+        """The in-flight gauge, set every second: counting it per request would cost two
+        writes to the shared metrics file on every request."""
+        while True:
+            metrics.RADIUS_IN_FLIGHT.set(self._in_flight[0])
+            await asyncio.sleep(IN_FLIGHT_SAMPLE_S)
+
     async def stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+            self._sampler = None
         for transport in self.transports:
             transport.close()  # no new requests from here on
         pending = [t for p in self.protocols for t in p.tasks]
@@ -89,6 +106,7 @@ class RadiusFront:
                 log.error("radius.drain_timeout", extra={"unfinished": len(late)})
         self.transports.clear()
         self.protocols.clear()
+        metrics.RADIUS_IN_FLIGHT.set(0)
 
     def replace_clients(self, clients: ClientTable) -> None:
         """Swap the client table (SIGHUP): requests in flight keep the client they matched."""

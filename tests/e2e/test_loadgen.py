@@ -223,6 +223,33 @@ def test_loadgen_places_calls_and_the_billing_adds_up(
     assert "created 20 customers" in stderr and "calls/s" in stderr  # progress line
 
 
+@pytest.mark.parametrize("mode", ["hold", "release"])
+def test_authorization_only_reserves_and_bills_nothing(
+    gw: GatewayProcess, gateway_config: Path, mode: str
+) -> None:
+    gw.start()
+    code, report, stderr = run_loadgen(
+        gateway_config,
+        "--setup",
+        "10",
+        "--calls",
+        "300",
+        "--rate",
+        "300",
+        "--auth-only",
+        mode,
+        "--max-in-flight",
+        "64",
+        "--verify",
+    )
+    assert code == 0, stderr + gw.tail()
+    calls, verify = report["calls"], report["verify"]
+    assert report["mode"] == f"auth-{mode}"
+    assert calls["finished"] == calls["accepted"] == 300 and calls["stops_acked"] == 0
+    assert report["latency"]["auth"]["count"] == 300 and report["latency"]["start"]["count"] == 0
+    assert verify["ok"] and verify["cdrs"] == 0 and verify["balance_mismatches"] == 0
+
+
 def test_sigterm_under_load_loses_no_call_and_bills_none_twice(
     gw: GatewayProcess, gateway_config: Path
 ) -> None:

@@ -226,6 +226,43 @@ async def test_wait_sees_commits_of_another_committer(
     await here.stop()
 
 
+async def test_another_committers_commit_is_heard_not_polled(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis, keys: Keys, tree: Tree, switch: Switch
+) -> None:
+    """The committer publishes each batch: a waiter in another process learns of it at
+    once, without looking the entry up in the stream."""
+    here = committer(redis_client, db_pool, keys, consumer="here")  # never started
+    here.waiters.fallback_s = 60.0  # no stream lookups while subscribed
+    elsewhere = committer(redis_client, db_pool, keys, consumer="elsewhere")
+    calls = Calls(keys.prefix)
+    settled = await switch.call(tree, tree.customers[0], keys.prefix, "m", 5, time.time(), calls)
+    waiting = asyncio.create_task(here.wait_committed(settled.stream, settled.stream_id, 10.0))
+    for _ in range(100):  # the subscription is made on the first wait
+        await asyncio.sleep(0.02)
+        if here.waiters._subscribed:
+            break
+    assert not waiting.done()
+    await elsewhere.process_available()
+    assert await asyncio.wait_for(waiting, 2.0)
+    assert here.waiters.messages == 1
+    await here.stop()
+
+
+async def test_without_messages_the_stream_tells(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis, keys: Keys, tree: Tree, switch: Switch
+) -> None:
+    here = committer(redis_client, db_pool, keys, consumer="here")
+    here.waiters.channels = ()  # as if the subscription were down
+    elsewhere = committer(redis_client, db_pool, keys, consumer="elsewhere")
+    calls = Calls(keys.prefix)
+    settled = await switch.call(tree, tree.customers[0], keys.prefix, "p", 5, time.time(), calls)
+    waiting = asyncio.create_task(here.wait_committed(settled.stream, settled.stream_id, 5.0))
+    await elsewhere.process_available()
+    assert await asyncio.wait_for(waiting, 2.0)
+    assert here.waiters.messages == 0
+    await here.stop()
+
+
 async def test_malformed_entries_go_to_dead_letters(
     db_pool: asyncpg.Pool, redis_client: aioredis.Redis, keys: Keys, tree: Tree, switch: Switch
 ) -> None:

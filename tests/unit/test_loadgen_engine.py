@@ -15,6 +15,9 @@ import pytest
 from gateway.loadgen.engine import (
     ACKED,
     AUTH_FAILED,
+    AUTH_HOLD,
+    AUTH_RELEASE,
+    GRANTED,
     REFUSED,
     UNACKED,
     Call,
@@ -122,7 +125,7 @@ def _engine(server: Server, calls: list[Call], sockets: int = 2, **options: floa
         timeout_s=defaults["timeout_s"],
         retries=int(defaults["retries"]),
         hold_s=defaults["hold_s"],
-        interims=len(calls[0].packets) - 3,
+        interims=max(0, len(calls[0].packets) - 3),
         sockets=sockets,
     )
     return Engine(calls, Target("127.0.0.1", auth_port, acct_port), settings, SECRET)
@@ -202,3 +205,44 @@ def test_a_busy_identifier_moves_the_request_to_a_free_one(server: Server) -> No
     assert result.counters.stops_acked == 3 and server.forged == 0
     assert calls[1].ident != calls[1].slot_id  # re-signed for another identifier
     assert calls[1].packet[1] == calls[1].ident
+
+
+@pytest.mark.parametrize("mode", [AUTH_HOLD, AUTH_RELEASE])
+def test_authorization_only_sends_the_access_requests_alone(server: Server, mode: str) -> None:
+    specs = plan_calls(POPULATION, 40, run_id="t", durations=(0, 60), refuse_share=0, seed=5)
+    calls = prepare(specs, RequestBuilder(SECRET), 2, 0, mode)
+    assert all(len(call.packets) == 1 for call in calls)
+    seen: list[Packet] = []
+
+    def policy(packet: Packet, first: bool) -> str:
+        seen.append(packet)
+        return "answer"
+
+    server.policy = policy
+    result = _run(_engine(server, calls))
+    c = result.counters
+    assert (c.started, c.finished, c.accepted) == (40, 40, 40)
+    assert c.sent == [40, 0, 0, 0] and c.replies == 40 and c.stops_acked == 0
+    assert {call.outcome for call in result.calls} == {GRANTED}
+    assert len(seen) == 40 and server.forged == 0
+    sessions = {"Acct-Session-Id" in packet for packet in seen}
+    assert sessions == {mode == AUTH_HOLD}
+
+
+def test_max_in_flight_bounds_the_requests_waiting(server: Server) -> None:
+    peak = [0]
+    specs = plan_calls(POPULATION, 60, run_id="t", durations=(0, 60), refuse_share=0, seed=5)
+    calls = prepare(specs, RequestBuilder(SECRET), 2, 0, AUTH_HOLD)
+    engine = _engine(server, calls)
+    engine.options = EngineOptions(rate=100_000, timeout_s=0.5, sockets=2, max_in_flight=3)
+    send = engine._send
+
+    def counting(call: Call, now: float) -> bool:
+        sent = send(call, now)
+        peak[0] = max(peak[0], engine.in_flight)
+        return sent
+
+    engine._send = counting  # type: ignore[method-assign]
+    result = _run(engine)
+    assert result.counters.finished == result.counters.accepted == 60
+    assert peak[0] == 3

@@ -1,0 +1,81 @@
+"""The pipeliner's own connection: scripts survive a Redis connection cut, a stalled
+Redis times the batch out, and a batch never reads another batch's replies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from gateway.balance.scripts import Pipeliner, load_scripts
+from gateway.config import RedisConfig
+from gateway.errors import BackendUnavailable
+from gateway.keys import Keys
+from gateway.redisconn import create_client
+from tests.integration.tcp_proxy import TcpProxy
+
+
+@pytest.fixture
+async def proxied(redis_url: str) -> AsyncIterator[TcpProxy]:
+    parts = urlsplit(redis_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
+    await proxy.start()
+    yield proxy
+    await proxy.close()
+
+
+async def _release_twice(pipeliner: Pipeliner, key: str) -> list[object]:
+    # release.lua on a session that does not exist: a cheap script with a known reply.
+    return list(
+        await asyncio.gather(
+            *(pipeliner.call("release", (f"{key}:{i}", f"{key}:due"), (60,)) for i in range(2))
+        )
+    )
+
+
+async def test_calls_go_on_after_the_connection_is_cut(
+    proxied: TcpProxy, redis_url: str, keys: Keys
+) -> None:
+    db = urlsplit(redis_url).path or "/0"
+    client = create_client(
+        RedisConfig(socket_timeout_s=1.0), f"redis://127.0.0.1:{proxied.port}{db}"
+    )
+    pipeliner = Pipeliner(client, load_scripts())
+    try:
+        await pipeliner.load()
+        key = f"{keys.prefix}:{{s0}}:sess:x"
+        first = await _release_twice(pipeliner, key)
+        await proxied.cut()
+        with pytest.raises(BackendUnavailable):
+            await _release_twice(pipeliner, key)
+        await proxied.restore()
+        assert await _release_twice(pipeliner, key) == first
+    finally:
+        await client.aclose()
+
+
+async def test_a_stalled_redis_times_the_batch_out(keys: Keys) -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # reads nothing, answers nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = create_client(RedisConfig(socket_timeout_s=0.3), f"redis://127.0.0.1:{port}/0")
+    pipeliner = Pipeliner(client, load_scripts())
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(BackendUnavailable):
+            await _release_twice(pipeliner, f"{keys.prefix}:{{s0}}:sess:y")
+        assert asyncio.get_running_loop().time() - started < 2.0
+    finally:
+        await client.aclose()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        with contextlib.suppress(Exception):
+            await server.wait_closed()
