@@ -6,9 +6,10 @@ Ledger reports cover ``[start, end)`` and one account when ``account_id`` is giv
 ``scope`` picks the caller's own account (``own``), the accounts below it
 (``customers``) or both (``all``).
 
-Kinds as reported: a commission booked inside a refill or transfer move carries that
-move's kind in the ledger (``move_money`` books one kind per move) on the commission
-pocket; reports show every such entry as ``commission``.
+Kinds as reported: a commission credited inside a refill or transfer move is a
+``commission`` entry on the parent's commission pocket; entries booked before postings
+carried their own kind have the move's kind there, and are reported as ``commission``
+too.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ The rules (the README's "Money" section says the same for operators):
 - transfer: an agent moves its own credit to an account below it, whatever its mode.
 - commission: every refill or transfer INTO an account whose parent agent has
   ``commission_rate_bp > 0`` credits the parent ``floor(amount * bp / 10000)`` on its
-  commission pocket, as a posting of the same move (one transaction, one key).
+  commission pocket, as a ``commission`` posting of the same move (one transaction,
+  one key).
 - withdraw: an agent moves commission into its main balance, never below zero.
 - add-funds: an agent or customer asks the operator for a refill of its own account;
   the operator approves (the refill is booked under the key ``add-funds:{id}``) or
@@ -102,7 +103,9 @@ async def _commission(conn: Connection, target: asyncpg.Record, amount: int) -> 
     if parent is None or parent["status"] == "removed" or parent["commission_rate_bp"] <= 0:
         return None
     commission = amount * parent["commission_rate_bp"] // 10_000
-    return Posting(parent["id"], commission, "commission") if commission > 0 else None
+    if commission <= 0:
+        return None
+    return Posting(parent["id"], commission, "commission", kind="commission")
 
 
 async def _transfer_mode_payer(conn: Connection, principal: Principal) -> int | None:

@@ -39,11 +39,15 @@ class MoveRefused(GatewayError):
 
 @dataclass(frozen=True, slots=True)
 class Posting:
-    """One account's side of a move: a signed amount on its main or commission balance."""
+    """One account's side of a move: a signed amount on its main or commission balance.
+
+    ``kind`` types this posting's ledger entry when it differs from the move's (the
+    parent's commission booked inside a customer's refill is a ``commission``)."""
 
     account_id: int
     amount_micros: int
     pocket: str = "main"
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,8 @@ class MoneyMove:
         for p in self.postings:
             if p.pocket not in ("main", "commission"):
                 raise ValueError(f"pocket must be main or commission, got {p.pocket!r}")
+            if p.kind and p.kind not in MOVE_KINDS:
+                raise ValueError(f"posting kind must be one of {', '.join(MOVE_KINDS)}")
             if p.amount_micros == 0:
                 raise ValueError("a posting moves a non-zero amount")
 
@@ -176,7 +182,7 @@ async def _book(
             "counterparty_account_id, idempotency_key, reference, note, created_by_user_id, "
             "account_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
             p.account_id,
-            move.kind,
+            p.kind or move.kind,
             p.pocket,
             p.amount_micros,
             counterparty,

@@ -127,12 +127,11 @@ async def test_transfer_mode_refill_is_a_transfer_with_commission(
     # floor(2_000_001 * 250 / 10_000) = 50_000
     assert await pg(db_pool, world.agent_b) == (80_000_000 - 2_000_001, 50_000)
     rows = await entries(db_pool, world.users[world.login("agent_b")], k)
-    assert [(r["account_id"], r["pocket"], r["amount_micros"]) for r in rows] == [
-        (world.agent_b, "main", -2_000_001),
-        (world.b1, "main", 2_000_001),
-        (world.agent_b, "commission", 50_000),
+    assert [(r["account_id"], r["pocket"], r["amount_micros"], r["kind"]) for r in rows] == [
+        (world.agent_b, "main", -2_000_001, "transfer"),
+        (world.b1, "main", 2_000_001, "transfer"),
+        (world.agent_b, "commission", 50_000, "commission"),
     ]
-    assert {r["kind"] for r in rows} == {"transfer"}
 
 
 async def test_admin_refill_credits_the_parent_commission(
