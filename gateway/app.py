@@ -330,13 +330,14 @@ class ManagementJobs:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.jobs: list[Periodic] = []
+        self.ctx: ManagementContext | None = None
 
     async def start(self) -> None:
         cfg, rt = self.runtime.config, self.runtime
         if cfg.dormancy.enabled:
-            ctx = ManagementContext.create(cfg, rt.pool(), rt.client(), rt.keys)
-            await ctx.start()
-            self.jobs.append(DormancyJob(ctx))
+            self.ctx = ManagementContext.create(cfg, rt.pool(), rt.client(), rt.keys)
+            await self.ctx.start()
+            self.jobs.append(DormancyJob(self.ctx))
         if cfg.smtp.host:
             self.jobs.append(OutboxSender(rt.pool(), cfg.smtp))
         for job in self.jobs:
@@ -345,6 +346,9 @@ class ManagementJobs:
     async def stop(self) -> None:
         while self.jobs:
             await self.jobs.pop().stop()
+        if self.ctx is not None:
+            await self.ctx.close()
+            self.ctx = None
 
 
 class Container:

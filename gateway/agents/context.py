@@ -34,3 +34,6 @@ class ManagementContext:
 
     async def start(self) -> None:
         await self.pipeliner.load()
+
+    async def close(self) -> None:
+        await self.pipeliner.close()

@@ -34,6 +34,7 @@ class ApiServer:
         self.runtime = runtime
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
+        self.ctx: ManagementContext | None = None
         self.port = 0
 
     async def start(self) -> None:
@@ -42,6 +43,7 @@ class ApiServer:
             cfg, self.runtime.pool(), self.runtime.client(), self.runtime.keys
         )
         await ctx.start()
+        self.ctx = ctx
         app = create_app(ctx)
         config = uvicorn.Config(
             app,
@@ -70,5 +72,8 @@ class ApiServer:
         if self.server is not None and self.task is not None:
             self.server.should_exit = True
             await self.task
+        if self.ctx is not None:
+            await self.ctx.close()
         self.server = None
         self.task = None
+        self.ctx = None

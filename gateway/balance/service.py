@@ -34,6 +34,7 @@ class Balance:
 
     async def stop(self) -> None:
         await self.sweeper.stop()
+        await self.pipeliner.close()
 
     async def reserve(self, ref: SessionRef, chain: Chain, meta: CallMeta) -> Grant | Refusal:
         """``BalanceStore.reserve``, mirroring the chain's accounts first when needed."""

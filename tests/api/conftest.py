@@ -17,10 +17,11 @@ from tests.api import world as world_mod
 @pytest.fixture
 async def ctx(
     config: Config, db_pool: asyncpg.Pool, redis_client: aioredis.Redis, keys: Keys
-) -> ManagementContext:
+) -> AsyncIterator[ManagementContext]:
     context = ManagementContext.create(config, db_pool, redis_client, keys)
     await context.start()
-    return context
+    yield context
+    await context.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -40,10 +41,11 @@ class Tree:
 @pytest.fixture
 async def ctx(
     config: Config, db_pool: asyncpg.Pool, redis_client: aioredis.Redis, keys: Keys
-) -> ManagementContext:
+) -> AsyncIterator[ManagementContext]:
     context = ManagementContext.create(config, db_pool, redis_client, keys)
     await context.start()
-    return context
+    yield context
+    await context.close()
 
 
 async def _tree(pool: asyncpg.Pool, silent_days: int) -> Tree:

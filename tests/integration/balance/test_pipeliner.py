@@ -79,3 +79,18 @@ async def test_a_stalled_redis_times_the_batch_out(keys: Keys) -> None:
         server.close()
         with contextlib.suppress(Exception):
             await server.wait_closed()
+
+
+async def test_close_gives_the_connection_back_to_the_pool(redis_url: str, keys: Keys) -> None:
+    # One connection in the pool: a second pipeliner works only if the first gave it back.
+    client = create_client(RedisConfig(max_connections=1), redis_url)
+    try:
+        key = f"{keys.prefix}:{{s0}}:sess:z"
+        for _ in range(3):
+            pipeliner = Pipeliner(client, load_scripts())
+            await pipeliner.load()
+            assert len(await _release_twice(pipeliner, key)) == 2
+            await pipeliner.close()
+        assert await client.ping()
+    finally:
+        await client.aclose()
