@@ -79,15 +79,24 @@ class Paging:
         return f"ORDER BY {columns[self.sort]} {direction} NULLS LAST, {tie_breaker} {direction}"
 
 
+DEFAULT_PAGE_SIZE = 50
+
+
 def paging(
     ctx: Ctx,
-    limit: Annotated[int, Query(ge=1, le=10_000, description="Page size")] = 50,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=10_000, description="Page size (default 50, at most api.page_size_max)"),
+    ] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip")] = 0,
     sort: Annotated[str, Query(max_length=64, description="Column to sort by")] = "id",
     order: Annotated[str, Query(pattern="^(asc|desc)$", description="asc or desc")] = "asc",
 ) -> Paging:
-    if limit > ctx.config.api.page_size_max:
-        raise Invalid("limit", f"must be at most {ctx.config.api.page_size_max}")
+    most = ctx.config.api.page_size_max
+    if limit is None:
+        limit = min(DEFAULT_PAGE_SIZE, most)
+    elif limit > most:
+        raise Invalid("limit", f"must be at most {most}")
     return Paging(limit, offset, sort, order == "desc")
 
 

@@ -48,7 +48,9 @@ async def _management_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ManagementError)
     headers: dict[str, str] = {}
     if isinstance(exc, Invalid):
-        body: object = [{"loc": ["body", exc.field], "msg": exc.message, "type": exc.code}]
+        # Where the refused value came from, as FastAPI's own 422s say it.
+        where = "query" if exc.field in request.query_params else "body"
+        body: object = [{"loc": [where, exc.field], "msg": exc.message, "type": exc.code}]
     else:
         body = {"code": exc.code, "message": exc.message}
     if isinstance(exc, RateLimited):

@@ -80,7 +80,7 @@ async def test_group_list_sorts_and_filters(api: httpx.AsyncClient, world: World
             )
             assert reply.status_code == 200, (key, reply.text)
     bad = await api.get(f"{V1}/rate-groups", params={"sort": "password"}, headers=auth)
-    assert ("body", "sort") in _field_errors(bad)
+    assert ("query", "sort") in _field_errors(bad)
     name = _name(world, "Findable")
     made = await _create_group(api, auth, name)
     found = await api.get(f"{V1}/rate-groups", params={"name": name.lower()}, headers=auth)

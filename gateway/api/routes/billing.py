@@ -29,7 +29,10 @@ BIGINT_MAX = 2**63 - 1
 
 def ledger_paging(
     ctx: Ctx,
-    limit: Annotated[int, Query(ge=1, le=10_000, description="Page size")] = 50,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=10_000, description="Page size (default 50, at most api.page_size_max)"),
+    ] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip")] = 0,
     sort: Annotated[str, Query(max_length=64, description="Column to sort by")] = "created_at",
     order: Annotated[str, Query(pattern="^(asc|desc)$", description="asc or desc")] = "desc",
