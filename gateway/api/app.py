@@ -8,7 +8,10 @@ from fastapi.staticfiles import StaticFiles
 
 from gateway.agents.context import ManagementContext
 from gateway.api import errors
-from gateway.api.portal import session, views
+from gateway.api.portal import billing as portal_billing
+from gateway.api.portal import customers as portal_customers
+from gateway.api.portal import reports, session, views
+from gateway.api.portal import tickets as portal_tickets
 from gateway.api.routes import auth, billing, cdrs, customers, money, rates, tickets
 
 API_TITLE = "gateway management API"
@@ -30,6 +33,10 @@ def create_app(ctx: ManagementContext) -> FastAPI:
     session.install(app)
     app.mount("/static", StaticFiles(packages=[("gateway.api", "static")]), name="static")
     app.include_router(views.router)
+    app.include_router(reports.router)
+    app.include_router(portal_customers.router)
+    app.include_router(portal_billing.router)
+    app.include_router(portal_tickets.router)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:

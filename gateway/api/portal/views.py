@@ -97,7 +97,7 @@ async def change_password(request: Request) -> Response:
 
 async def _dashboard_data(portal: Portal) -> dict[str, Any]:
     account = await portal.get("/api/v1/me/account")
-    news = await portal.get("/api/v1/announcements", limit=20)
+    news = await portal.get("/api/v1/announcements", limit=20, sort="published_at", order="desc")
     requests = await portal.get("/api/v1/me/add-funds-requests", limit=10)
     return {
         "account": account.body if account.ok else None,
