@@ -39,6 +39,7 @@ from gateway.loadgen.engine import Engine, EngineOptions, Target, prepare
 from gateway.loadgen.packets import RequestBuilder
 from gateway.loadgen.plan import Caller, Population, plan_calls
 from gateway.loadgen.stats import summary
+from tests.bench.cpu import ROLES, CpuSampler
 from tests.e2e.test_loadgen import GatewayProcess, clean_env, free_port, run_loadgen, write_config
 
 RATES = tuple(int(r) for r in os.environ.get("BENCH_RATES", "500,1000,2000,3000").split(","))
@@ -87,15 +88,16 @@ def _row(report: dict[str, Any]) -> str:
         f"{lat['stop']['p50_ms']:>7.1f} {lat['stop']['p99_ms']:>7.1f} "
         f"{timeouts:>6d} {retrans:>7d} {calls['refused_unexpected']:>6d} "
         f"{report['generator']['cpu_percent']:>5.0f}% "
-        f"{report['generator']['cpu_us_per_request']:>6.1f}"
+        f"{report['generator']['cpu_us_per_request']:>6.1f} "
+        + " ".join(f"{report['cpu_us_per_call'][role]:>6.0f}" for role in (*ROLES, "loadgen"))
     )
 
 
 HEADER = (
     " target  calls/s    req/s   auth    auth   start   start    stop    stop "
-    "timeout retrans unexp.   gen  gen µs\n"
+    "timeout retrans unexp.   gen  gen µs  CPU µs per call:\n"
     "                           p50 ms  p99 ms  p50 ms  p99 ms  p50 ms  p99 ms "
-    "                      CPU   /req"
+    "                      CPU   /req gatewy  redis  pgsql loadgn"
 )
 
 
@@ -124,9 +126,18 @@ def _bench(title: str, config: Path, *, embedded: bool) -> None:
             )
             assert found, log
             env = {**env, "GATEWAY_DATABASE_URL": found.group(1)}
-        for rate in RATES:
-            reports.append(_step(config, rate, env))
-            print(f"{title}: {rate} calls/s done", flush=True)
+        assert gw.proc is not None
+        with CpuSampler(gw.proc.pid) as sampler:
+            for rate in RATES:
+                report = _step(config, rate, env)
+                # What each call cost in CPU, by role, over the window the calls were
+                # placed in: where the machine's two cores go.
+                used = sampler.used(*report["window_unix"])
+                used["loadgen"] = report["generator"]["cpu_s"]
+                calls = max(report["calls"]["finished"], 1)
+                report["cpu_us_per_call"] = {k: v / calls * 1e6 for k, v in used.items()}
+                reports.append(report)
+                print(f"{title}: {rate} calls/s done", flush=True)
     finally:
         gw.stop()
         if embedded:

@@ -220,6 +220,8 @@ def test_loadgen_places_calls_and_the_billing_adds_up(
     assert verify["lost"] == 0 and verify["double_billed"] == 0 and verify["wrong"] == 0
     assert verify["cdrs"] == 450 and verify["balances_checked"] == 21
     assert report["latency"]["stop"]["count"] == 450
+    start, end = report["window_unix"]  # when the calls were placed, for benchmarks
+    assert abs((end - start) - report["elapsed_s"]) < 0.01 and end <= time.time()
     assert "created 20 customers" in stderr and "calls/s" in stderr  # progress line
 
 
