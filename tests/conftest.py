@@ -21,6 +21,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from gateway.agents.context import ManagementContext
 from gateway.config import Config, from_mapping
 from gateway.db import migrate
 from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -178,3 +179,14 @@ def config(database_url: str, redis_url: str, keys: Keys, tmp_path: Path) -> Con
             "database": {"url": database_url},
         }
     )
+
+
+@pytest.fixture
+async def ctx(
+    config: Config, db_pool: asyncpg.Pool, redis_client: aioredis.Redis, keys: Keys
+) -> AsyncIterator[ManagementContext]:
+    """A started management context (API, portal, dormancy) on this test's stores."""
+    context = ManagementContext.create(config, db_pool, redis_client, keys)
+    await context.start()
+    yield context
+    await context.close()

@@ -260,16 +260,7 @@ async def _changeable(conn: Connection, principal: Principal, group_id: int) -> 
     await conn.execute("UPDATE rate_groups SET updated_at = now() WHERE id = $1", group_id)
 
 
-_WRITE_VALUES = (
-    "destination",
-    "price_per_min_micros",
-    "connect_fee_micros",
-    "first_increment_s",
-    "next_increment_s",
-    "min_duration_s",
-    "grace_s",
-    "effective_to",
-)
+_WRITE_VALUES = rates_db.VALUE_COLUMNS
 
 
 async def create_rate(

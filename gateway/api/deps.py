@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -82,22 +83,30 @@ class Paging:
 DEFAULT_PAGE_SIZE = 50
 
 
-def paging(
-    ctx: Ctx,
-    limit: Annotated[
-        int | None,
-        Query(ge=1, le=10_000, description="Page size (default 50, at most api.page_size_max)"),
-    ] = None,
-    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip")] = 0,
-    sort: Annotated[str, Query(max_length=64, description="Column to sort by")] = "id",
-    order: Annotated[str, Query(pattern="^(asc|desc)$", description="asc or desc")] = "asc",
-) -> Paging:
-    most = ctx.config.api.page_size_max
-    if limit is None:
-        limit = min(DEFAULT_PAGE_SIZE, most)
-    elif limit > most:
-        raise Invalid("limit", f"must be at most {most}")
-    return Paging(limit, offset, sort, order == "desc")
+def paging_with(default_sort: str = "id", default_order: str = "asc") -> Callable[..., Paging]:
+    """The paging query parameters of a list, with its own default order."""
+
+    def paging(
+        ctx: Ctx,
+        limit: Annotated[
+            int | None,
+            Query(ge=1, le=10_000, description="Page size (default 50, at most api.page_size_max)"),
+        ] = None,
+        offset: Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip")] = 0,
+        sort: Annotated[str, Query(max_length=64, description="Column to sort by")] = default_sort,
+        order: Annotated[
+            str, Query(pattern="^(asc|desc)$", description="asc or desc")
+        ] = default_order,
+    ) -> Paging:
+        most = ctx.config.api.page_size_max
+        if limit is None:
+            limit = min(DEFAULT_PAGE_SIZE, most)
+        elif limit > most:
+            raise Invalid("limit", f"must be at most {most}")
+        return Paging(limit, offset, sort, order == "desc")
+
+    return paging
 
 
+paging = paging_with()
 Page = Annotated[Paging, Depends(paging)]

@@ -274,7 +274,8 @@ FROM keyed k JOIN repeated r USING (prefix, start)
 WHERE k.line <> r.first_line
 """
 
-_VALUE_COLUMNS = (
+# A rate's columns besides its key (group, prefix, start): what an import or edit writes.
+VALUE_COLUMNS = (
     "destination",
     "price_per_min_micros",
     "connect_fee_micros",
@@ -290,13 +291,13 @@ _VALUE_COLUMNS = (
 # a fresh insert from an update.
 _UPSERT_BATCH = f"""
 WITH written AS (
-    INSERT INTO rates (rate_group_id, prefix, effective_from, {", ".join(_VALUE_COLUMNS)})
-    SELECT $1, prefix, coalesce(effective_from, '-infinity'), {", ".join(_VALUE_COLUMNS)}
+    INSERT INTO rates (rate_group_id, prefix, effective_from, {", ".join(VALUE_COLUMNS)})
+    SELECT $1, prefix, coalesce(effective_from, '-infinity'), {", ".join(VALUE_COLUMNS)}
     FROM rates_batch
     ON CONFLICT (rate_group_id, prefix, effective_from) DO UPDATE SET
-        {", ".join(f"{c} = EXCLUDED.{c}" for c in _VALUE_COLUMNS)}
-    WHERE ({", ".join(f"rates.{c}" for c in _VALUE_COLUMNS)})
-        IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in _VALUE_COLUMNS)})
+        {", ".join(f"{c} = EXCLUDED.{c}" for c in VALUE_COLUMNS)}
+    WHERE ({", ".join(f"rates.{c}" for c in VALUE_COLUMNS)})
+        IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in VALUE_COLUMNS)})
     RETURNING xmax = 0 AS inserted
 )
 SELECT count(*) FILTER (WHERE inserted) AS inserted,

@@ -5,23 +5,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from gateway.agents.context import ManagementContext
 from gateway.api.app import create_app
-from gateway.config import Config
-from gateway.keys import Keys
 from tests.api import world as world_mod
-
-
-@pytest.fixture
-async def ctx(
-    config: Config, db_pool: asyncpg.Pool, redis_client: aioredis.Redis, keys: Keys
-) -> AsyncIterator[ManagementContext]:
-    context = ManagementContext.create(config, db_pool, redis_client, keys)
-    await context.start()
-    yield context
-    await context.close()
 
 
 @pytest.fixture

@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
@@ -24,7 +22,6 @@ from gateway.agents.context import ManagementContext
 from gateway.app import ManagementJobs, Runtime
 from gateway.balance.moves import MoneyMove, Posting, move_money
 from gateway.config import Config
-from gateway.keys import Keys
 from tests import factories
 
 _seq = itertools.count(1)
@@ -36,16 +33,6 @@ class Tree:
     sub: int
     customer: int
     emails: tuple[str, ...]
-
-
-@pytest.fixture
-async def ctx(
-    config: Config, db_pool: asyncpg.Pool, redis_client: aioredis.Redis, keys: Keys
-) -> AsyncIterator[ManagementContext]:
-    context = ManagementContext.create(config, db_pool, redis_client, keys)
-    await context.start()
-    yield context
-    await context.close()
 
 
 async def _tree(pool: asyncpg.Pool, silent_days: int) -> Tree:

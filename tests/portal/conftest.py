@@ -22,7 +22,7 @@ from gateway.agents.context import ManagementContext
 from gateway.api.app import create_app
 from gateway.api.server import _QuietServer
 from gateway.embedded import free_port
-from tests.api.conftest import ctx, world  # noqa: F401  (fixtures shared with the API tests)
+from tests.api.conftest import world  # noqa: F401  (a fixture shared with the API tests)
 from tests.api.world import PASSWORD, World
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -31,7 +31,7 @@ ARTIFACTS = Path(os.environ.get("GATEWAY_TEST_ARTIFACTS", "test-artifacts")) / "
 
 
 @pytest.fixture
-async def portal_url(ctx: ManagementContext) -> AsyncIterator[str]:  # noqa: F811
+async def portal_url(ctx: ManagementContext) -> AsyncIterator[str]:
     port = free_port()
     config = uvicorn.Config(
         create_app(ctx), host="127.0.0.1", port=port, log_config=None, lifespan="off"

@@ -20,26 +20,15 @@ from gateway.agents import billing
 from gateway.agents.billing import Report, ReportQuery
 from gateway.agents.errors import Invalid
 from gateway.api.csvout import csv_response
-from gateway.api.deps import Ctx, Page, Paging, User, paging
+from gateway.api.deps import Ctx, Page, Paging, User, paging_with
 
 router = APIRouter(prefix="/api/v1/reports", tags=["billing"])
 
 BIGINT_MAX = 2**63 - 1
 
 
-def ledger_paging(
-    ctx: Ctx,
-    limit: Annotated[
-        int | None,
-        Query(ge=1, le=10_000, description="Page size (default 50, at most api.page_size_max)"),
-    ] = None,
-    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip")] = 0,
-    sort: Annotated[str, Query(max_length=64, description="Column to sort by")] = "created_at",
-    order: Annotated[str, Query(pattern="^(asc|desc)$", description="asc or desc")] = "desc",
-) -> Paging:
-    """Paging for ledger reports: newest first unless asked otherwise."""
-    return paging(ctx, limit, offset, sort, order)
-
+# Ledger reports: newest first unless asked otherwise.
+ledger_paging = paging_with("created_at", "desc")
 
 LedgerPage = Annotated[Paging, Depends(ledger_paging)]
 
