@@ -160,7 +160,7 @@ class Settled:
     duplicate: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per settled call by the committer; read-only
 class SettlementEntry:
     """One settled call as read back from the stream (what the committer writes)."""
 

@@ -53,6 +53,7 @@ class RadiusProtocol(asyncio.DatagramProtocol):
         self.max_in_flight = max_in_flight
         self.transport: asyncio.DatagramTransport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self._latency = metrics.child(metrics.RADIUS_LATENCY, kind)  # observed per reply
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not every loop's UDP transport subclasses DatagramTransport (3.11 selector).
@@ -99,7 +100,7 @@ class RadiusProtocol(asyncio.DatagramProtocol):
             self.cache.finish(key, reply)
         if reply is not None:
             self._send(reply, addr)
-            metrics.child(metrics.RADIUS_LATENCY, self.kind).observe(time.perf_counter() - started)
+            self._latency.observe(time.perf_counter() - started)
 
     def _send(self, data: bytes, addr: tuple[Any, ...]) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
+import redis.exceptions
 
-from gateway.balance.scripts import Pipeliner, load_scripts
+from gateway.balance.scripts import Pipeliner, Script, load_scripts
 from gateway.config import RedisConfig
 from gateway.errors import BackendUnavailable
 from gateway.keys import Keys
@@ -93,4 +96,56 @@ async def test_close_gives_the_connection_back_to_the_pool(redis_url: str, keys:
             await pipeliner.close()
         assert await client.ping()
     finally:
+        await client.aclose()
+
+
+def _script(name: str, source: str) -> Script:
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+async def test_an_error_reply_fails_its_call_only_and_the_replies_stay_in_step(
+    redis_url: str,
+) -> None:
+    # An error reply fails only the call it answers; every reply of the batch is read,
+    # so the next batch reads its own replies, not this one's leftovers.
+    scripts = {
+        "echo": _script("echo", "return ARGV[1]"),
+        "boom": _script("boom", "return redis.error_reply('BOOM ' .. ARGV[1])"),
+    }
+    client = create_client(RedisConfig(), redis_url)
+    pipeliner = Pipeliner(client, scripts)
+    try:
+        await pipeliner.load()
+        for round_ in range(2):
+            replies = await asyncio.gather(
+                pipeliner.call("echo", (), (f"a{round_}",)),
+                pipeliner.call("boom", (), (f"b{round_}",)),
+                pipeliner.call("echo", (), (f"c{round_}",)),
+                return_exceptions=True,
+            )
+            assert replies[0] == f"a{round_}".encode()
+            assert isinstance(replies[1], redis.exceptions.ResponseError)
+            assert f"BOOM b{round_}" in str(replies[1])
+            assert replies[2] == f"c{round_}".encode()
+    finally:
+        await pipeliner.close()
+        await client.aclose()
+
+
+async def test_a_script_redis_does_not_know_is_loaded_and_sent_again(redis_url: str) -> None:
+    # NOSCRIPT comes back as a value among the batch's replies: the pipeliner loads its
+    # scripts and sends the calls that got it again (a source of this test's own, so
+    # Redis cannot know it yet).
+    source = f"return 'fresh {uuid.uuid4().hex}'"
+    scripts = {"fresh": _script("fresh", source), "echo": _script("echo", "return ARGV[1]")}
+    client = create_client(RedisConfig(), redis_url)
+    pipeliner = Pipeliner(client, scripts)
+    try:
+        await client.script_load(scripts["echo"].source)
+        replies = await asyncio.gather(
+            pipeliner.call("echo", (), ("x",)), pipeliner.call("fresh", (), ())
+        )
+        assert replies == [b"x", source.split("'")[1].encode()]
+    finally:
+        await pipeliner.close()
         await client.aclose()
