@@ -17,8 +17,8 @@ import asyncpg
 
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Forbidden, Invalid, NotFound
+from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal
-from gateway.agents.tickets import PageRequest
 from gateway.db.pool import translate_errors
 
 log = logging.getLogger(__name__)

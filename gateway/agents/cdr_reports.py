@@ -19,8 +19,9 @@ import asyncpg
 
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Invalid
+from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, require_account
-from gateway.agents.rate_groups import PageRequest, check_text
+from gateway.agents.rate_groups import check_text
 from gateway.db.pool import translate_errors
 
 DEFAULT_SPAN = timedelta(days=7)

@@ -18,7 +18,7 @@ import asyncpg
 
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Invalid
-from gateway.agents.numbers import PageSpec
+from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, rate_group_visible, require_account, visible
 from gateway.db import Connection
 from gateway.db.pool import translate_errors
@@ -185,7 +185,7 @@ async def list_accounts(
     ctx: ManagementContext,
     principal: Principal,
     kind: str,
-    page: PageSpec,
+    page: PageRequest,
     filters: AccountFilter,
 ) -> tuple[list[AccountView], int]:
     """A page of visible accounts of ``kind`` and the total matching.

@@ -22,12 +22,13 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
+from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, require_account, visible
 from gateway.db import Connection
 from gateway.db.pool import translate_errors
@@ -40,16 +41,6 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
 # a SIP URI, '@') is refused rather than guessed at.
 _TYPED_NUMBER_RE = re.compile(r"^\s*\+?[0-9 ().-]+$")
 _GENERATE_TRIES = 10
-
-
-class PageSpec(Protocol):
-    """A page request: ``gateway.api.deps.Paging`` fits (no FastAPI import here)."""
-
-    @property
-    def limit(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    def order_by(self, columns: dict[str, str], tie_breaker: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +196,7 @@ async def _page(
     conn: Connection,
     table: str,
     customer_id: int,
-    page: PageSpec,
+    page: PageRequest,
     columns: dict[str, str],
 ) -> tuple[list[asyncpg.Record], int]:
     order = page.order_by(columns, "t.id")
@@ -227,7 +218,7 @@ CALLER_ID_SORT = {"id": "t.id", "number": "t.number", "created_at": "t.created_a
 
 
 async def list_caller_ids(
-    ctx: ManagementContext, principal: Principal, customer_id: int, page: PageSpec
+    ctx: ManagementContext, principal: Principal, customer_id: int, page: PageRequest
 ) -> tuple[list[CallerIdView], int]:
     """A page of the customer's caller-IDs and their total count."""
     with translate_errors():
@@ -301,7 +292,7 @@ EXTENSION_SORT = {
 
 
 async def list_extensions(
-    ctx: ManagementContext, principal: Principal, customer_id: int, page: PageSpec
+    ctx: ManagementContext, principal: Principal, customer_id: int, page: PageRequest
 ) -> tuple[list[ExtensionView], int]:
     """A page of the customer's extensions (with secrets) and their total count."""
     with translate_errors():

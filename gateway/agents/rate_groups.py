@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
+from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, rate_group_visible, visible
 from gateway.db import Connection
 from gateway.db.pool import translate_errors
@@ -30,24 +31,6 @@ INT8_MAX = 2**63 - 1
 WHOLESALE_FIXED = "WHOLESALE_FIXED_RATE_GROUP"
 NOT_OWNER = "RATE_GROUP_NOT_OWNED"
 IN_USE = "RATE_GROUP_IN_USE"
-
-
-class PageRequest(Protocol):
-    """What a list needs of the API's paging (``gateway.api.deps.Paging`` fits)."""
-
-    @property
-    def limit(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def sort(self) -> str: ...
-
-    @property
-    def descending(self) -> bool: ...
-
-    def order_by(self, columns: dict[str, str], tie_breaker: str) -> str: ...
 
 
 def check_text(field: str, value: str | None) -> str | None:

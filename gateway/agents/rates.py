@@ -18,11 +18,11 @@ import asyncpg
 
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Conflict, Invalid, NotFound
+from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal
 from gateway.agents.rate_groups import (
     INT4_MAX,
     INT8_MAX,
-    PageRequest,
     check_may_change,
     check_text,
     require_group,

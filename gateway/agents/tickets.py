@@ -20,12 +20,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 import asyncpg
 
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
+from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, visible
 from gateway.db import Connection
 from gateway.db.pool import translate_errors
@@ -74,18 +74,6 @@ AND ($3::text = 'all'
 AND ($5::text IS NULL OR t.status = $5)
 AND ($6::bigint IS NULL OR t.account_id = $6)
 """
-
-
-class PageRequest(Protocol):
-    """Paging as the API hands it over (``gateway.api.deps.Paging`` fits)."""
-
-    @property
-    def limit(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    def order_by(self, columns: dict[str, str], tie_breaker: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
