@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from pathlib import Path
 
 import asyncpg
@@ -42,27 +41,13 @@ from gateway.loadgen.packets import RequestBuilder
 from gateway.loadgen.plan import CallSpec, Population
 from tests.bench import freeradius as fr
 from tests.bench.authload import HEADER, SOCKETS, WINDOW, Measured, drive
+from tests.deploy.test_freeradius import port_pair
 from tests.e2e.test_loadgen import SECRET, GatewayProcess, free_port, write_config
 
 SECONDS = float(os.environ.get("BENCH_AUTH_SECONDS", "4"))
 CUSTOMERS = 100
 # Requests planned per capacity run: above what each server can answer in SECONDS.
 CEILING_PER_S = {"freeradius": 70_000, "gateway": 30_000}
-
-
-def port_pair() -> int:
-    """A UDP port p on loopback with p + 1 free too (FreeRADIUS's accounting port)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-            a.bind(("127.0.0.1", 0))
-            port = int(a.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
-    pytest.fail("no two consecutive free UDP ports")
 
 
 def _capacity(
