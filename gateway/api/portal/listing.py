@@ -88,3 +88,16 @@ def error_page(request: Request, reply: ApiReply, title: str) -> Response:
     status = reply.status if reply.status >= 400 else 502
     message = None if status == 404 else reply.message()
     return page(request, "error.html", status=status, title=title, message=message)
+
+
+def refusal_page(
+    request: Request, reply: ApiReply, template: str, title: str, context: dict[str, Any]
+) -> Response | None:
+    """The page for a list the API refused: the form again with its field errors on
+    422, the error page on any other refusal; None when the reply is good."""
+    if reply.status == 422:
+        context["errors"] = reply.field_errors()
+        return page(request, template, status=422, **context)
+    if not reply.ok:
+        return error_page(request, reply, title)
+    return None

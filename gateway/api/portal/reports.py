@@ -15,7 +15,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.api.portal.listing import attachment, error_page, pager_base, query_url, sort_columns
+from gateway.api.portal.listing import (
+    attachment,
+    error_page,
+    pager_base,
+    query_url,
+    refusal_page,
+    sort_columns,
+)
 from gateway.api.portal.render import money, page
 from gateway.api.portal.session import Portal, PortalUser
 
@@ -118,11 +125,8 @@ async def rates_page(request: Request) -> Response:
         offset=q.get("offset"),
         limit=PAGE_SIZE,
     )
-    if reply.status == 422:
-        context["errors"] = reply.field_errors()
-        return page(request, "rates.html", status=422, **context)
-    if not reply.ok:
-        return error_page(request, reply, "Rates cannot be shown")
+    if refused := refusal_page(request, reply, "rates.html", "Rates cannot be shown", context):
+        return refused
     context["rates"] = reply.body["items"]
     context["listing"] = reply.body
     return page(request, "rates.html", **context)
@@ -227,11 +231,10 @@ async def cdrs_page(request: Request) -> Response:
         offset=q.get("offset"),
         limit=PAGE_SIZE,
     )
-    if reply.status == 422:
-        context["errors"] = reply.field_errors()
-        return page(request, "cdrs.html", status=422, **context)
-    if not reply.ok:
-        return error_page(request, reply, "The call report cannot be shown")
+    if refused := refusal_page(
+        request, reply, "cdrs.html", "The call report cannot be shown", context
+    ):
+        return refused
     context["report"] = reply.body
     shown_from, shown_to = _shown_window(reply.body)
     context["values"] = {**context["values"], "from": shown_from, "to": shown_to}
@@ -387,11 +390,10 @@ async def traffic_page(request: Request) -> Response:
     reply = await portal.get(
         "/api/v1/reports/traffic", year=q.get("year"), account_id=q.get("account_id")
     )
-    if reply.status == 422:
-        context["errors"] = reply.field_errors()
-        return page(request, "traffic.html", status=422, **context)
-    if not reply.ok:
-        return error_page(request, reply, "The traffic report cannot be shown")
+    if refused := refusal_page(
+        request, reply, "traffic.html", "The traffic report cannot be shown", context
+    ):
+        return refused
     body = reply.body
     year = int(body["year"])
 
