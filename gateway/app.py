@@ -29,6 +29,7 @@ from gateway.authz.directory import Directory
 from gateway.balance.service import Balance
 from gateway.calls import Calls
 from gateway.config import Config, mask_url
+from gateway.credit import SliceKeeper
 from gateway.db import migrate
 from gateway.db.committer import Committer
 from gateway.db.pool import create_pool, translate_errors
@@ -220,7 +221,7 @@ class CallPath:
             pool, rt.database_url, on_account_change=self.balance.mirror.sync_many
         )
         waits = cfg.committer.ack_after == "commit"
-        self.calls = Calls(
+        self.calls = calls = Calls(
             self.directory,
             self.rates,
             self.balance,
@@ -233,6 +234,7 @@ class CallPath:
             self.rates,
             self.directory,
             GaugeSampler(cfg.metrics, client, rt.keys, self.directory),
+            SliceKeeper(self.balance.store, lambda: calls.hangup),
         ]
         if cfg.radius.enabled:
             self.radius = RadiusFront(
@@ -240,6 +242,7 @@ class CallPath:
                 self.calls,
                 cfg.service.drain_timeout_s,
                 workers=int(os.environ.get(WORKER_COUNT_ENV, "1")),
+                grant=cfg.balance.grant,
             )
             services.append(self.radius)
         if cfg.sip.enabled:
@@ -251,6 +254,7 @@ class CallPath:
                 pool,
                 rt.database_url,
                 cfg.service.drain_timeout_s,
+                grant=cfg.balance.grant,
             )
             services.append(self.sip)
         if cfg.metrics.enabled:
@@ -296,7 +300,9 @@ class CallPath:
         """
         old = self.runtime.config
         if self.radius is not None:
-            self.radius.replace_clients(ClientTable.from_config(config.radius.clients))
+            self.radius.replace_clients(
+                ClientTable.from_config(config.radius.clients, old.balance.grant)
+            )
         if self.sip is not None:
             self.sip.reload(config.radius.clients)
         if self.rates is not None:

@@ -3,23 +3,32 @@
 authorize -> answered -> interim... -> ended, plus nas_restarted. Identification,
 rating and the balance scripts are composed here and nowhere else; RADIUS and SIP
 only map their wire attributes to these calls and the results back.
+
+Credit control lives here too: which leg holds, how an authorization without a
+session id is linked to its accounting, when an answered call that found no hold
+reserves one, and when the switch must be told to hang up (``hangup``, which the
+front that can reach the switch provides).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from gateway import metrics
 from gateway.authz.directory import Directory
 from gateway.authz.identify import METHODS, Caller, Credentials, identify
 from gateway.authz.reasons import Reason, Refusal
 from gateway.balance.chain import build_chain
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionEnded, SessionExists, SessionRef, UnknownSession
-from gateway.balance.types import CallEnd, CallMeta, Chain, Settled
+from gateway.balance.types import CallEnd, CallMeta, Chain, Extended, Settled
 from gateway.rating.numbers import InvalidNumber, NumberPlan, normalize
 from gateway.rating.prefix_index import RatingIndex
 from gateway.redisconn import translate_errors
@@ -36,13 +45,24 @@ class CommitWaiter(Protocol):
     async def wait_committed(self, stream: str, entry_id: str, timeout_s: float) -> bool: ...
 
 
+# Tells the switch to end a call: given what the front stored to reach it (see
+# ``Calls.answered``), sends a Disconnect-Request or the like; never raises.
+Hangup = Callable[[str], Awaitable[None]]
+
+
 @dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class CallKey:
-    """A call's identity: the switch (client name), its session id, and the leg."""
+    """A call's identity: the switch (client name), its session id, and the leg.
+
+    ``links``: other ids the switch gives the same call on every request (an
+    ``h323-conf-id``, a ``call-id``), as ``kind:value``; they link an authorization
+    without a session id (or of another leg) to the call's accounting.
+    """
 
     nas: str
     session_id: str
     leg: str = ""
+    links: tuple[str, ...] = ()
 
     @property
     def session_key(self) -> str:
@@ -70,6 +90,10 @@ class Policy:
     plan: NumberPlan = field(default_factory=NumberPlan)
     order: tuple[str, ...] = METHODS
     check_secret: bool = True  # False: the switch already authenticated its users
+    bill_leg: str = "any"  # the leg whose accounting is billed: any, answer, originate
+    hangup: bool = False  # the switch can be told to end a call (it has a CoA port)
+    slices: bool = False  # hold a slice at a time (needs hangup), else the whole grant
+    overrun_cap: bool = True  # bill a Stop past its limit only up to the limit
     # Numbers seen from this switch, normalized: a caller's number comes back on every
     # request of every call, and each request reads it more than once.
     numbers: dict[str, str | None] = field(
@@ -80,6 +104,10 @@ class Policy:
         for method in self.order:
             if method not in METHODS:
                 raise ValueError(f"unknown identification method {method!r}")
+
+    def bills(self, leg: str) -> bool:
+        """Whether accounting of ``leg`` is billed (a request naming no leg always is)."""
+        return self.bill_leg == "any" or not leg or leg == self.bill_leg
 
     def number(self, raw: str | None) -> str | None:
         """``raw`` normalized by the plan; None when empty or not a number."""
@@ -101,8 +129,20 @@ class Policy:
 class Authorized:
     account_id: int
     granted_s: int
-    hold_micros: int  # what the customer's level holds for the granted time
+    hold_micros: int  # what the customer's level holds (for the held time)
     currency: str
+    available_micros: int = 0  # the customer's credit left after the hold
+    held_s: int = 0  # the time held: the grant, or a first slice of it
+
+
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
+class Credit:
+    """A running call's credit after an accounting request: the time granted and held,
+    and whether the switch must now be told to end it (``hangup`` was called)."""
+
+    granted_s: int
+    held_s: int
+    hung_up: bool = False
 
 
 @dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
@@ -119,6 +159,23 @@ class Ended:
     settled: Settled | None
     committed: bool  # PostgreSQL has it (else Redis holds it in the stream)
     reason: str = ""
+
+
+_provisional = itertools.count(1)
+LINK_BY_SESSION, LINK_BY_CALLER = "sid", "acct"
+
+
+def _provisional_key(key: CallKey) -> str:
+    """A session key for a hold waiting to be taken over by its call's accounting;
+    under the switch's name, so Accounting-On/Off of that switch ends it too."""
+    return f"{key.nas}|~{time.time_ns():x}.{next(_provisional)}|{key.leg}"
+
+
+def _count_slice(extended: Extended) -> None:
+    if extended.grew:
+        metrics.child(metrics.SLICES, "extended").inc()
+    if extended.cut:
+        metrics.child(metrics.SLICES, "cut").inc()
 
 
 def _normalized(raw: str | None, plan: NumberPlan) -> str | None:
@@ -146,6 +203,7 @@ class Calls:
         self.balance = balance
         self.waiter = waiter
         self.commit_wait_s = commit_wait_s
+        self.hangup: Hangup | None = None  # set by the front that reaches the switches
 
     # -- authorization ----------------------------------------------------------------
 
@@ -154,9 +212,12 @@ class Calls:
     ) -> Authorized | LoginAccepted | Refusal:
         """Identify the caller and hold money for the call, or say why not.
 
-        Without a destination this is a login check. Without a key (the switch sent
-        no session id) nothing can link the accounting to a hold: the time is
-        computed and the hold given back at once.
+        Without a destination this is a login check. The hold is the call's own when
+        the request names its session and the billed leg; otherwise (no session id,
+        or the leg that is not billed) it is provisional: the call's accounting
+        takes it over by a link (``CallKey.links``, the session id, or the caller and
+        number within ``balance.link_window_s``). Without a key at all nothing could
+        ever link it: the time is computed and nothing stays held.
         """
         moment = time.time() if at is None else at
         caller = self._identify(party, policy, accounting=False)
@@ -168,42 +229,127 @@ class Calls:
         if isinstance(priced, Refusal):
             return priced
         chain, meta_fields = priced
-        linked = key if key is not None else CallKey("-", f"auth-{time.monotonic_ns()}")
-        ref = SessionRef(chain.root_id, linked.session_key)
+        links: tuple[tuple[str, int], ...] = ()
+        if key is None:
+            linked = CallKey("-", f"auth-{time.monotonic_ns()}")
+        elif key.session_id and policy.bills(key.leg):
+            linked = key
+        else:
+            linked = CallKey(key.nas, "", key.leg)
+            links = self._links(chain.root_id, key, caller.account_id, meta_fields[0])
+        session = linked.session_key if linked.session_id else _provisional_key(linked)
+        ref = SessionRef(chain.root_id, session)
         meta = self._meta(linked, party, policy, moment, meta_fields)
-        result = await self.balance.reserve(ref, chain, meta)
+        result = await self.balance.reserve(
+            ref, chain, meta, slice_mode=policy.slices and key is not None, links=links
+        )
         if isinstance(result, Refusal):
             return result
         if key is None:
             await self.balance.store.release(ref)
         account = self.directory.account(caller.account_id)
         currency = account.currency if account is not None else ""
-        return Authorized(caller.account_id, result.granted_s, result.holds_micros[0], currency)
+        log.debug(
+            "call.held",
+            extra={"session": session, "hold_micros": result.holds_micros[0]},
+        )
+        return Authorized(
+            caller.account_id,
+            result.granted_s,
+            result.holds_micros[0],
+            currency,
+            available_micros=result.available_micros,
+            held_s=result.held_s,
+        )
+
+    def _links(
+        self, root_id: int, key: CallKey, account_id: int, number: str
+    ) -> tuple[tuple[str, int], ...]:
+        """The link sets a provisional hold is put in (or an accounting request looks
+        in), most telling first, each with its lifetime (s)."""
+        config = self.balance.store.config
+        keys = self.balance.store.keys
+        ids = list(key.links)
+        if key.session_id:
+            ids.insert(0, f"{LINK_BY_SESSION}:{key.session_id}")
+        found = [(keys.link(root_id, key.nas, i), config.setup_timeout_s) for i in ids]
+        by_caller = f"{LINK_BY_CALLER}:{account_id}:{number}"
+        found.append((keys.link(root_id, key.nas, by_caller), config.link_window_s))
+        return tuple(found)
 
     # -- accounting -------------------------------------------------------------------
 
-    async def answered(self, key: CallKey, party: Party, policy: Policy, at: float) -> int | None:
-        """The call was answered; the granted seconds, None when no hold exists."""
+    async def answered(
+        self, key: CallKey, party: Party, policy: Policy, at: float, reach: str = ""
+    ) -> Credit | None:
+        """The call was answered at ``at``; its credit, None when nothing holds for it.
+
+        A call with no hold of its own takes over its authorization's provisional
+        hold, or else reserves now (authorized again, with every check); refused,
+        the switch is told to hang up, or the call runs unreserved and is billed at
+        its Stop. ``reach`` is what the front needs to tell the switch to hang up.
+        The leg that is not billed holds nothing and counts no call.
+        """
+        if not policy.bills(key.leg):
+            return None
         ref = self._locate(key, party, policy)
         if ref is None:
             return None
+        store = self.balance.store
         try:
-            return await self.balance.store.start(ref, at)
+            try:
+                granted = await store.start(ref, at, reach)
+            except UnknownSession:
+                if not await self._recover(key, party, policy, ref, at, answered=True, reach=reach):
+                    return None
+                granted = await store.start(ref, at, reach)
         except (UnknownSession, SessionEnded):
             return None
+        return Credit(granted, granted)
 
     async def interim(
-        self, key: CallKey, party: Party, policy: Policy, may_grow: bool
-    ) -> int | None:
-        """An interim update; the granted seconds now (grown when possible), or None."""
+        self,
+        key: CallKey,
+        party: Party,
+        policy: Policy,
+        may_grow: bool,
+        elapsed_s: int | None = None,
+        reach: str = "",
+        now: float | None = None,
+    ) -> Credit | None:
+        """An interim update: hold what the call needs next (the next slices, or in
+        whole mode a longer grant when ``may_grow``); the credit, or None.
+
+        The switch is told to hang up when the call has used its grant, or when it
+        was cut (no more could be held) and its held time is over.
+        """
+        if not policy.bills(key.leg):
+            return None
+        moment = time.time() if now is None else now
+        elapsed = -1 if elapsed_s is None else elapsed_s
         ref = self._locate(key, party, policy)
         if ref is None:
             return None
+        store = self.balance.store
         try:
-            granted, _grew = await self.balance.store.extend(ref, may_grow)
+            try:
+                extended = await store.extend(ref, may_grow, moment, elapsed)
+            except UnknownSession:
+                answered_at = moment - max(elapsed, 0)
+                if not await self._recover(
+                    key, party, policy, ref, answered_at, answered=True, reach=reach
+                ):
+                    return None
+                await store.start(ref, answered_at, reach)
+                extended = await store.extend(ref, may_grow, moment, elapsed)
         except (UnknownSession, SessionEnded):
             return None
-        return granted
+        _count_slice(extended)
+        credit = Credit(extended.granted_s, extended.held_s)
+        used_grant = elapsed >= extended.granted_s
+        if used_grant or (extended.cut and extended.cut_at <= moment):
+            credit.hung_up = await self._hang_up(ref, reach, claim=not used_grant)
+        return credit
 
     async def ended(
         self, key: CallKey, party: Party, policy: Policy, duration_s: int | None, end: CallEnd
@@ -213,16 +359,34 @@ class Calls:
         A Stop with no reservation (its authorization never reached us, or the hold
         was given back) is billed from the call's own data. With no duration (the
         switch sent none) the time from the answer to ``end.disconnect_at`` is billed.
+        The Stop of the leg that is not billed releases whatever that leg held.
         """
+        if not policy.bills(key.leg):
+            await self._release_other_leg(key, party, policy, end.disconnect_at)
+            return Ended(None, committed=True, reason="other leg")
         ref = self._locate(key, party, policy)
         if ref is None:
             log.warning("call.unbillable", extra={"session": key.session_key})
             return Ended(None, committed=True, reason="unknown caller")
+        store = self.balance.store
         if duration_s is None:
-            answered_at = await self.balance.store.answered_at(ref)
+            answered_at = await store.answered_at(ref)
+            if answered_at is None and await self._recover(
+                key, party, policy, ref, end.disconnect_at, answered=False
+            ):
+                answered_at = await store.answered_at(ref)
             duration_s = 0 if answered_at is None else max(0, int(end.disconnect_at - answered_at))
         try:
-            settled = await self.balance.store.settle(ref, duration_s, end)
+            try:
+                settled = await store.settle(ref, duration_s, end, overrun_cap=policy.overrun_cap)
+            except UnknownSession:
+                # Nothing under the call's own key (a Stop-only switch, a lost Start):
+                # it may take over the hold its authorization left.
+                if not await self._recover(
+                    key, party, policy, ref, end.disconnect_at, answered=False
+                ):
+                    raise
+                settled = await store.settle(ref, duration_s, end, overrun_cap=policy.overrun_cap)
         except (UnknownSession, SessionEnded):
             charged = await self._charge(key, ref, party, policy, duration_s, end)
             if isinstance(charged, Refusal):
@@ -232,7 +396,100 @@ class Calls:
                 )
                 return Ended(None, committed=True, reason=charged.reason.value)
             settled = charged
+        if settled.overrun_s and not settled.duplicate:
+            metrics.child(metrics.OVERRUN_SECONDS, key.nas).inc(settled.overrun_s)
+            log.warning(
+                "call.overrun",
+                extra={
+                    "session": key.session_key,
+                    "overrun_s": settled.overrun_s,
+                    "billed": not policy.overrun_cap,
+                },
+            )
         return Ended(settled, await self._wait_commit(settled))
+
+    async def _recover(
+        self,
+        key: CallKey,
+        party: Party,
+        policy: Policy,
+        ref: SessionRef,
+        at: float,
+        *,
+        answered: bool,
+        reach: str = "",
+    ) -> bool:
+        """No hold under the call's own key: take over the provisional hold its
+        authorization left, or for an answered call reserve one now. False when there
+        is none (then the switch was told to hang up, or the call runs unreserved and
+        is billed at its Stop)."""
+        store = self.balance.store
+        caller = self._identify(party, policy, accounting=True)
+        number = policy.number(party.called)
+        if not isinstance(caller, Refusal) and number is not None:
+            links = self._links(ref.root_id, key, caller.account_id, number)
+            if await store.adopt(ref, links, key.session_id, key.leg):
+                log.info("call.linked", extra={"session": key.session_key})
+                return True
+        if not answered:
+            return False
+        opened = await self._open(key, party, policy, at)
+        if not isinstance(opened, Refusal):
+            return True
+        outcome = "running"
+        if policy.hangup and self.hangup is not None and reach:
+            await self.hangup(reach)
+            outcome = "disconnected"
+        metrics.child(metrics.UNRESERVED_CALLS, key.nas, outcome).inc()
+        log.warning(
+            "call.unreserved",
+            extra={"session": key.session_key, "reason": opened.reason.value, "outcome": outcome},
+        )
+        return False
+
+    async def _open(
+        self, key: CallKey, party: Party, policy: Policy, at: float
+    ) -> Authorized | LoginAccepted | Refusal:
+        """Reserve for an answered call that has no hold: authorize it again (no
+        password: the switch already let it through), under its own key."""
+        trusted = Party(
+            username=party.username,
+            calling=party.calling,
+            called=party.called,
+            remote_addr=party.remote_addr,
+        )
+        trusting = dataclasses.replace(policy, check_secret=False)
+        return await self.authorize(key, trusted, trusting, at)
+
+    async def _release_other_leg(
+        self, key: CallKey, party: Party, policy: Policy, at: float
+    ) -> None:
+        ref = self._locate(key, party, policy)
+        if ref is None:
+            return
+        if not await self.balance.store.session_state(ref):
+            await self._recover(key, party, policy, ref, at, answered=False)
+        try:
+            if await self.balance.store.release(ref):
+                log.info("call.other_leg_released", extra={"session": key.session_key})
+        except (UnknownSession, SessionEnded):
+            pass
+
+    async def _hang_up(self, ref: SessionRef, reach: str, *, claim: bool) -> bool:
+        """Tell the switch to end the call, once: a cut call is claimed first, so the
+        keeper of another gateway does not send it too."""
+        if self.hangup is None:
+            return False
+        if claim:
+            store = self.balance.store
+            stored = await store.claim_cut(store.session_key(ref), store.keys.shard_of(ref.root_id))
+            if stored is None:
+                return False
+            reach = reach or stored
+        if not reach:
+            return False
+        await self.hangup(reach)
+        return True
 
     async def _charge(
         self,

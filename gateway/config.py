@@ -139,6 +139,54 @@ class BalanceConfig:
         one_of("settle", "release"),
     )
     sweep_interval_s: float = key(5.0, "How often the sweeper looks for orphans.", at_least(0.1))
+    grant: str = key(
+        "slice",
+        "How money is held for a call: slice (a first slice is held and extended while "
+        "the call runs; the switch is told to hang up when no more can be held) or whole "
+        "(the whole grant is held at once). Switches without a coa_port always get whole.",
+        one_of("slice", "whole"),
+    )
+    slice_min_s: int = key(
+        60,
+        "Slice mode: the first slice of a customer with no call history; later first "
+        "slices follow its average call length, between slice_min_s and slice_s.",
+        at_least(1),
+    )
+    slice_s: int = key(
+        300,
+        "Slice mode: the largest slice; each extension holds twice the last slice, up to "
+        "this. One slice per call bounds what a call can overspend.",
+        at_least(1),
+    )
+    slice_check_s: float = key(
+        1.0,
+        "Slice mode: how often answered calls are checked for their next slice and for "
+        "held time that ran out (the Disconnect-Request goes out within this).",
+        at_least(0.05),
+    )
+    slice_lead_s: int = key(
+        10,
+        "Slice mode: the next slice is held this long before the held time runs out.",
+        at_least(0),
+    )
+    setup_timeout_s: int = key(
+        120,
+        "A hold whose call is never answered (no Accounting Start) is released after this long.",
+        at_least(1),
+    )
+    link_window_s: int = key(
+        30,
+        "An Access-Request without Acct-Session-Id is linked to the accounting of the "
+        "same switch, caller and number that comes within this long (h323-conf-id and "
+        "call-id links last until setup_timeout_s).",
+        at_least(1),
+    )
+    overrun_grace_s: int = key(
+        0,
+        "A Stop longer than the call's limit (its grant, or its held time once cut) is "
+        "billed up to the limit plus this; the rest is overrun (see overrun per client).",
+        at_least(0),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +262,14 @@ class RadiusClientConfig:
     coa_port: int = key(
         0,
         "Port for Disconnect-Requests (RFC 5176) when a call's credit runs out; "
-        "0 means the switch cannot be told.",
+        "0 means the switch cannot be told (its calls then hold their whole grant).",
         port(allow_zero=True),
+    )
+    overrun: str = key(
+        "cap",
+        "A Stop past the call's limit plus balance.overrun_grace_s: cap (bill up to "
+        "there; the rest is recorded as overrun_s) or bill (bill it all).",
+        one_of("cap", "bill"),
     )
     country_code: str = key(
         "", "Country code for national numbers (44 turns 020... into 4420...).", digits_only
@@ -457,6 +511,11 @@ def _check_whole(config: Config) -> None:
         raise ConfigError(
             f"sip.accounting_nas: must name one of the [[radius.clients]] "
             f"({', '.join(names) or 'none configured'}), got {config.sip.accounting_nas!r}"
+        )
+    if config.balance.slice_min_s > config.balance.slice_s:
+        raise ConfigError(
+            f"balance.slice_min_s: must not exceed balance.slice_s ({config.balance.slice_s}), "
+            f"got {config.balance.slice_min_s}"
         )
     if config.database.pool_min > config.database.pool_max:
         raise ConfigError(

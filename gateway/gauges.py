@@ -1,5 +1,5 @@
-"""Samples the gauges that live in Redis: calls up and money held per top-level
-agent, settlement backlog and committer lag. Read every ``gauge_interval_s``, off
+"""Samples the gauges that live in Redis: calls up, money held and credit exposure
+per top-level agent, settlement backlog and committer lag. Read every ``gauge_interval_s``, off
 the call path; label cardinality is bounded by ``metrics.top_agents``."""
 
 from __future__ import annotations
@@ -60,15 +60,17 @@ class GaugeSampler(Periodic):
             return
         pipe = self.redis.pipeline(transaction=False)
         for agent in tops:
-            pipe.hmget(self.keys.account(agent, agent), ["calls", "held"])
+            pipe.hmget(self.keys.account(agent, agent), ["calls", "held", "exp"])
         seen: set[str] = set()
-        for agent, (calls, held) in zip(tops, await pipe.execute(), strict=True):
+        for agent, (calls, held, exposure) in zip(tops, await pipe.execute(), strict=True):
             label = str(agent)
             seen.add(label)
             metrics.CALLS_UP.labels(label).set(int(calls or 0))
             metrics.MONEY_HELD.labels(label).set(int(held or 0))
+            metrics.CREDIT_EXPOSURE.labels(label).set(int(exposure or 0))
         for gone in self._labelled - seen:
             with contextlib.suppress(KeyError):
                 metrics.CALLS_UP.remove(gone)
                 metrics.MONEY_HELD.remove(gone)
+                metrics.CREDIT_EXPOSURE.remove(gone)
         self._labelled = seen

@@ -38,6 +38,16 @@ class Keys:
         """Sorted set: session key -> deadline after which the sweeper ends it."""
         return f"{self.tag(shard)}:due"
 
+    def slices(self, shard: int) -> str:
+        """Sorted set: slice-mode session key -> when the slice keeper looks at it next
+        (its held time is about to run out, or it was cut and must end then)."""
+        return f"{self.tag(shard)}:slices"
+
+    def link(self, root_id: int, nas: str, link: str) -> str:
+        """Sorted set: provisional holds (session keys) an accounting request of ``nas``
+        may take over by ``link`` (a conference id, a call id, a caller and number)."""
+        return f"{self.tag(self.shard_of(root_id))}:link:{nas}|{link}"
+
     def settlements(self, shard: int) -> str:
         """Stream: settled calls waiting for the committer."""
         return f"{self.tag(shard)}:settle"

@@ -74,6 +74,32 @@ MONEY_HELD = Gauge(
     ["agent"],
     multiprocess_mode="max",
 )
+CREDIT_EXPOSURE = Gauge(
+    "gateway_credit_exposure_micros",
+    "Slice mode: money granted to the customers of a top-level agent's tree for calls "
+    "in progress but not held (what they could overspend if no hang-up reached the "
+    "switch), in the customers' micro-units.",
+    ["agent"],
+    multiprocess_mode="max",
+)
+SLICES = Counter(
+    "gateway_slice_extensions_total",
+    "Slice-mode hold extensions, by result (extended; cut: no more could be held, the "
+    "call ends when its held time runs out).",
+    ["result"],
+)
+OVERRUN_SECONDS = Counter(
+    "gateway_overrun_seconds_total",
+    "Seconds of Stops past their call's limit (its grant, or its held time once cut) "
+    "plus the overrun grace, by client; billed or not per the client's overrun policy.",
+    ["client"],
+)
+UNRESERVED_CALLS = Counter(
+    "gateway_unreserved_calls_total",
+    "Answered calls that found no hold and could not reserve one, by client and outcome "
+    "(disconnected: the switch was told to hang up; running: it cannot be told).",
+    ["client", "outcome"],
+)
 SETTLEMENT_BACKLOG = Gauge(
     "gateway_settlement_backlog",
     "Settlements in the Redis streams that PostgreSQL does not have yet.",

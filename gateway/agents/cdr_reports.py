@@ -65,6 +65,7 @@ class Cdr:
     agent_cost_micros: int | None  # what the viewing agent paid (agents only)
     nas: str
     session_id: str
+    overrun_s: int  # reported past the call's limit (unbilled when the switch caps)
 
 
 CDR_COLUMNS = tuple(f.name for f in fields(Cdr))
@@ -117,7 +118,7 @@ SELECT c.id, c.setup_at, c.connect_at, c.disconnect_at, c.account_id, a.name AS 
        c.status, c.disconnect_cause, c.duration_s, c.billed_s_per_level[1] AS billed_s,
        c.price_per_level_micros[1] AS price_per_min_micros, c.cost_micros,
        c.cost_per_level_micros[array_position(c.chain, $1::bigint)] AS agent_cost_micros,
-       c.nas, c.session_id
+       c.nas, c.session_id, c.overrun_s
 FROM cdrs c JOIN accounts a ON a.id = c.account_id
 """
 _TOTALS = """

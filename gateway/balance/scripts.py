@@ -35,6 +35,7 @@ SCRIPT_NAMES = (
     "sync_account",
     "apply_move",
     "charge",
+    "adopt",
 )
 
 

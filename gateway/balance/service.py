@@ -36,13 +36,21 @@ class Balance:
         await self.sweeper.stop()
         await self.pipeliner.close()
 
-    async def reserve(self, ref: SessionRef, chain: Chain, meta: CallMeta) -> Grant | Refusal:
+    async def reserve(
+        self,
+        ref: SessionRef,
+        chain: Chain,
+        meta: CallMeta,
+        *,
+        slice_mode: bool = False,
+        links: tuple[tuple[str, int], ...] = (),
+    ) -> Grant | Refusal:
         """``BalanceStore.reserve``, mirroring the chain's accounts first when needed."""
         try:
-            return await self.store.reserve(ref, chain, meta)
+            return await self.store.reserve(ref, chain, meta, slice_mode=slice_mode, links=links)
         except NotLoaded:
             await self.mirror.load(chain.account_ids)
-            return await self.store.reserve(ref, chain, meta)
+            return await self.store.reserve(ref, chain, meta, slice_mode=slice_mode, links=links)
 
     async def charge(
         self, ref: SessionRef, chain: Chain, meta: CallMeta, duration_s: int, end: CallEnd

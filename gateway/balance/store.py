@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.authz.reasons import Refusal, from_script
 from gateway.balance.scripts import Pipeliner
-from gateway.balance.types import CallEnd, CallMeta, Chain, Grant, Settled
+from gateway.balance.types import CallEnd, CallMeta, Chain, Extended, Grant, Settled
 from gateway.config import BalanceConfig
 from gateway.keys import Keys
 from gateway.redisconn import translate_errors
@@ -64,30 +64,54 @@ class BalanceStore:
         shard = self.keys.shard_of(ref.root_id)
         return self.keys.session(ref.root_id, ref.session_key), self.keys.due(shard)
 
+    def session_key(self, ref: SessionRef) -> str:
+        """The Redis key of the call's session hash."""
+        return self.keys.session(ref.root_id, ref.session_key)
+
     async def reserve(
-        self, ref: SessionRef, chain: Chain, meta: CallMeta, now: float | None = None
+        self,
+        ref: SessionRef,
+        chain: Chain,
+        meta: CallMeta,
+        now: float | None = None,
+        *,
+        slice_mode: bool = False,
+        links: tuple[tuple[str, int], ...] = (),
     ) -> Grant | Refusal:
         """Hold the call's money on every level at once, or refuse naming who and why.
 
-        Raises ``NotLoaded`` when an account is not mirrored yet.
+        ``slice_mode`` holds a first slice of the grant instead of all of it;
+        ``links`` (link set key, lifetime) make the hold provisional: an accounting
+        request finds it through them (``adopt``). Raises ``NotLoaded`` when an
+        account is not mirrored yet.
         """
         session, due = self._session_keys(ref)
         accounts = tuple(self.keys.account(chain.root_id, a) for a in chain.account_ids)
+        config = self.config
         reply = await self.pipeliner.call(
             "reserve",
             (session, due, *accounts),
             (
                 int(time.time() if now is None else now),
-                self.config.hold_margin_s,
-                self.config.max_call_s,
+                config.setup_timeout_s,
+                config.max_call_s,
                 chain.script_levels,
                 meta.to_json(),
+                config.slice_min_s if slice_mode else 0,
+                config.slice_s,
+                json.dumps(links) if links else "",
             ),
         )
-        ok, code, level, granted, holds = reply
+        ok, code, level, granted, holds, held, available = reply
         if int(ok) == 1:
-            held = tuple(int(h) for h in json.loads(holds)) if holds else ()
-            return Grant(int(granted), held, repeated=_text(code) == "DUP")
+            held_micros = tuple(int(h) for h in json.loads(holds)) if holds else ()
+            return Grant(
+                int(granted),
+                held_micros,
+                repeated=_text(code) == "DUP",
+                held_s=int(held),
+                available_micros=int(available),
+            )
         code_text = _text(code)
         index = int(level) - 1
         if code_text == "NOT_LOADED":
@@ -95,49 +119,142 @@ class BalanceStore:
         account = chain.account_ids[index] if index >= 0 else None
         return Refusal(from_script(code_text), account_id=account, level=max(index, 0))
 
-    async def start(self, ref: SessionRef, answered_at: float) -> int:
-        """Mark the call answered; return the granted seconds from the answer time."""
+    async def start(self, ref: SessionRef, answered_at: float, reach: str = "") -> int:
+        """Mark the call answered; return the granted seconds from the answer time.
+
+        ``reach`` is what the front needs to tell the switch to hang up (kept with
+        the call for the slice keeper)."""
         session, due = self._session_keys(ref)
-        ok, code, granted = await self.pipeliner.call(
-            "start", (session, due), (int(answered_at), self.config.hold_margin_s)
+        shard = self.keys.shard_of(ref.root_id)
+        ok, code, granted, _held = await self.pipeliner.call(
+            "start",
+            (session, due, self.keys.slices(shard)),
+            (int(answered_at), self.config.hold_margin_s, self.config.slice_lead_s, reach),
         )
         if int(ok) != 1:
             self._raise_for(_text(code))
         return int(granted)
 
     async def extend(
-        self, ref: SessionRef, may_grow: bool, now: float | None = None
-    ) -> tuple[int, bool]:
-        """Interim update: hold more time when ``may_grow``; return (granted_s, grew)."""
-        session, due = self._session_keys(ref)
-        ok, code, granted, grew = await self.pipeliner.call(
+        self, ref: SessionRef, may_grow: bool, now: float | None = None, elapsed_s: int = -1
+    ) -> Extended:
+        """Hold more time for a running call (see extend.lua): in slice mode the next
+        slices, in whole mode a longer grant when ``may_grow``."""
+        session, _ = self._session_keys(ref)
+        return await self.extend_key(
+            session, self.keys.shard_of(ref.root_id), may_grow, now, elapsed_s
+        )
+
+    async def extend_key(
+        self,
+        session: str,
+        shard: int,
+        may_grow: bool = False,
+        now: float | None = None,
+        elapsed_s: int = -1,
+    ) -> Extended:
+        """``extend`` by the session's Redis key (the slice keeper knows only that)."""
+        config = self.config
+        reply = await self.pipeliner.call(
             "extend",
-            (session, due),
+            (session, self.keys.due(shard), self.keys.slices(shard)),
             (
                 int(time.time() if now is None else now),
-                self.config.hold_margin_s,
-                self.config.max_call_s,
+                config.hold_margin_s,
+                config.max_call_s,
                 1 if may_grow else 0,
+                elapsed_s,
+                config.slice_lead_s,
+                config.slice_s,
             ),
         )
+        ok, code, granted, grew, held, cut, cut_at = reply
         if int(ok) != 1:
             self._raise_for(_text(code))
-        return int(granted), int(grew) == 1
+        return Extended(int(granted), int(held), int(grew) == 1, int(cut) == 1, float(cut_at))
 
-    async def settle(self, ref: SessionRef, duration_s: int, end: CallEnd) -> Settled:
-        """Debit each level at the real duration and queue the settlement for PostgreSQL."""
+    async def adopt(
+        self,
+        ref: SessionRef,
+        links: tuple[tuple[str, int], ...],
+        session_id: str,
+        leg: str,
+        now: float | None = None,
+    ) -> bool:
+        """Take over a provisional hold found by one of ``links`` (link set key, how old
+        a hold it finds may be) as the session ``ref``; False when none is found."""
+        if not links:
+            return False
+        session, due = self._session_keys(ref)
+        ok, _code = await self.pipeliner.call(
+            "adopt",
+            (session, due, *(link for link, _ in links)),
+            (
+                int(time.time() if now is None else now),
+                json.dumps([window for _, window in links]),
+                session_id,
+                leg,
+            ),
+        )
+        return int(ok) == 1
+
+    async def due_slices(self, shard: int, now: float, limit: int) -> list[str]:
+        """Session keys of the shard whose hold needs its next slice, or whose held time
+        ran out after a cut, at ``now``."""
+        with translate_errors():
+            due = await self.pipeliner.client.zrangebyscore(
+                self.keys.slices(shard), "-inf", now, start=0, num=limit
+            )
+        return [_text(raw) for raw in due]
+
+    async def forget_slice(self, session: str, shard: int) -> None:
+        """Drop a session that ended from the slices set (the keeper met it late)."""
+        with translate_errors():
+            await self.pipeliner.client.zrem(self.keys.slices(shard), session)
+
+    async def claim_cut(self, session: str, shard: int) -> str | None:
+        """Claim the hang-up of a cut call, once across every gateway: its ``reach``
+        (see ``start``) for the one caller that claims it, else None."""
+        client = self.pipeliner.client
+        with translate_errors():
+            first = await client.hsetnx(session, "disc", "1")
+            await client.zrem(self.keys.slices(shard), session)
+            reach = await client.hget(session, "reach") if first else None
+        if not first:
+            return None
+        return "" if reach is None else _text(reach)
+
+    async def settle(
+        self, ref: SessionRef, duration_s: int, end: CallEnd, *, overrun_cap: bool = True
+    ) -> Settled:
+        """Debit each level at the real duration and queue the settlement for PostgreSQL.
+
+        Past the call's limit (its grant, or its held time once cut) plus
+        ``balance.overrun_grace_s``, seconds are overrun: with ``overrun_cap`` they
+        are not billed. Either way the settlement counts them.
+        """
         session, _ = self._session_keys(ref)
-        return await self.settle_key(session, self.keys.shard_of(ref.root_id), duration_s, end)
+        return await self.settle_key(
+            session, self.keys.shard_of(ref.root_id), duration_s, end, overrun_cap=overrun_cap
+        )
 
-    async def settle_key(self, session: str, shard: int, duration_s: int, end: CallEnd) -> Settled:
+    async def settle_key(
+        self, session: str, shard: int, duration_s: int, end: CallEnd, *, overrun_cap: bool = True
+    ) -> Settled:
         """``settle`` by the session's Redis key (the sweeper knows only that)."""
         if duration_s < 0:
             raise ValueError(f"duration must be >= 0, got {duration_s}")
         stream = self.keys.settlements(shard)
-        ok, code, costs, stream_id = await self.pipeliner.call(
+        ok, code, costs, stream_id, overrun = await self.pipeliner.call(
             "settle",
-            (session, self.keys.due(shard), stream),
-            (duration_s, end.to_json(), self.config.ended_retention_s),
+            (session, self.keys.due(shard), stream, self.keys.slices(shard)),
+            (
+                duration_s,
+                end.to_json(),
+                self.config.ended_retention_s,
+                self.config.overrun_grace_s,
+                1 if overrun_cap else 0,
+            ),
         )
         if int(ok) != 1:
             self._raise_for(_text(code))
@@ -146,6 +263,7 @@ class BalanceStore:
             stream=stream,
             stream_id=_text(stream_id),
             duplicate=_text(code) == "DUP",
+            overrun_s=int(overrun),
         )
 
     async def charge(
@@ -200,7 +318,9 @@ class BalanceStore:
     async def release_key(self, session: str, shard: int) -> bool:
         """``release`` by the session's Redis key."""
         ok, code = await self.pipeliner.call(
-            "release", (session, self.keys.due(shard)), (self.config.ended_retention_s,)
+            "release",
+            (session, self.keys.due(shard), self.keys.slices(shard)),
+            (self.config.ended_retention_s,),
         )
         if int(ok) != 1:
             self._raise_for(_text(code))

@@ -1,8 +1,9 @@
 """The sweeper: ends calls whose hold outlived its deadline (no Stop ever came).
 
-An answered call is settled at its granted time (the switch was told to cut it
-there) or released free, per ``balance.orphan_policy``; an unanswered hold is
-released. Every gateway may sweep: the scripts are idempotent, so two sweepers
+An answered call is settled at its held time (its grant in whole mode: the switch
+was told to cut it there) or released free, per ``balance.orphan_policy``; a hold
+whose call was never answered is released ``balance.setup_timeout_s`` after it was
+made. Every gateway may sweep: the scripts are idempotent, so two sweepers
 ending the same session charge it once.
 """
 
@@ -56,13 +57,15 @@ class Sweeper(Periodic):
     async def _end(self, session: str, shard: int) -> int:
         client = self.store.pipeliner.client
         with translate_errors():
-            state, granted, answered_at = await client.hmget(
-                session, ["st", "granted", "answered_at"]
+            state, granted, held, answered_at = await client.hmget(
+                session, ["st", "granted", "held", "answered_at"]
             )
         try:
             if state == b"answered" and self.store.config.orphan_policy == "settle":
+                # Billed for the time held (the grant in whole mode): a slice call's
+                # keeper stopped extending, so no more than that was covered.
                 start = float(answered_at or 0)
-                seconds = int(granted or 0)
+                seconds = int(held or granted or 0)
                 end = CallEnd(disconnect_at=start + seconds, cause=ORPHAN_CAUSE, connect_at=start)
                 await self.store.settle_key(session, shard, seconds, end)
                 self.settled += 1

@@ -148,6 +148,8 @@ class Grant:
     granted_s: int
     holds_micros: tuple[int, ...]
     repeated: bool = False  # the session already held; the first answer is repeated
+    held_s: int = 0  # the time the holds cover (the grant in whole mode, a slice else)
+    available_micros: int = 0  # what the customer has left after the hold
 
 
 @dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
@@ -158,6 +160,19 @@ class Settled:
     stream: str
     stream_id: str
     duplicate: bool = False
+    overrun_s: int = 0  # seconds past the call's limit (billed or not, per overrun policy)
+
+
+@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
+class Extended:
+    """A running call's hold after an extension: what it covers, and whether it is cut
+    (no more could be held: the switch must hang up at ``cut_at``)."""
+
+    granted_s: int
+    held_s: int
+    grew: bool
+    cut: bool = False
+    cut_at: float = 0.0
 
 
 @dataclass(slots=True)  # not frozen: built per settled call by the committer; read-only
@@ -177,6 +192,7 @@ class SettlementEntry:
     meta: CallMeta
     end: CallEnd
     extra: dict[str, Any] = field(default_factory=dict)
+    overrun_s: int = 0
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> SettlementEntry:
@@ -185,6 +201,11 @@ class SettlementEntry:
         meta = data["meta"]
         meta["prefixes"] = tuple(meta.get("prefixes", ()))
         meta["rate_groups"] = tuple(meta.get("rate_groups", ()))
+        linked = data.get("linked")
+        if linked is not None:
+            # A provisional hold taken over by the call's accounting (adopt.lua): the
+            # CDR carries the session id and leg the switch accounts the call under.
+            meta["session_id"], meta["leg"] = linked[0], linked[1]
         accounts = tuple(data["accounts"])
         # map() rather than generators: the committer parses every settled call.
         return cls(
@@ -200,4 +221,5 @@ class SettlementEntry:
             answered_at=None if data.get("answered_at") is None else float(data["answered_at"]),
             meta=CallMeta(**meta),
             end=CallEnd(**data["end"]),
+            overrun_s=int(data.get("overrun", 0)),
         )

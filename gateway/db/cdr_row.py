@@ -48,6 +48,7 @@ class CdrRow:
     costs_micros: tuple[int, ...]
     cause: str
     remote_addr: str
+    overrun_s: int = 0
 
     @property
     def key(self) -> CdrKey:
@@ -74,6 +75,7 @@ class CdrRow:
             list(self.costs_micros),
             self.cause,
             self.remote_addr,
+            self.overrun_s,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -97,6 +99,7 @@ class CdrRow:
             "costs": self.costs_micros,
             "cause": self.cause,
             "remote_addr": self.remote_addr,
+            "overrun_s": self.overrun_s,
         }
 
 
@@ -189,6 +192,7 @@ def to_cdr_row(entry: SettlementEntry) -> CdrRow:
         costs_micros=_ints("costs", entry.costs_micros, 0),
         cause=_text("end.cause", end.cause),
         remote_addr=_text("meta.remote_addr", meta.remote_addr),
+        overrun_s=_int("overrun", entry.overrun_s, 0, 2**31 - 1),
     )
 
 

@@ -53,6 +53,7 @@ INPUT_COLUMNS = (
     ("costs", "bigint[]"),
     ("cause", "text"),
     ("remote_addr", "text"),
+    ("overrun_s", "integer"),
 )
 _NAMES = ", ".join(name for name, _ in INPUT_COLUMNS)
 _TYPED = ", ".join(f"{name} {kind}" for name, kind in INPUT_COLUMNS)
@@ -88,11 +89,12 @@ WITH inserted AS (
     INSERT INTO cdrs (nas, session_id, leg, setup_at, connect_at, disconnect_at, account_id,
                       chain, caller, called_dialled, called, rate_group_per_level,
                       prefix_per_level, price_per_level_micros, duration_s, billed_s_per_level,
-                      cost_per_level_micros, cost_micros, status, disconnect_cause, remote_addr)
+                      cost_per_level_micros, cost_micros, status, disconnect_cause, remote_addr,
+                      overrun_s)
     SELECT nas, session_id, leg, setup_at, connect_at, disconnect_at, chain[1], chain, caller,
            called_dialled, called, rate_groups, prefixes, prices, duration_s, billed, costs,
            costs[1], CASE WHEN duration_s > 0 THEN 'answered' ELSE 'failed' END, cause,
-           remote_addr
+           remote_addr, overrun_s
     FROM {source}
     ON CONFLICT (nas, session_id, leg, setup_at) DO NOTHING
     RETURNING nas, session_id, leg, setup_at, disconnect_at, chain, cost_per_level_micros

@@ -32,8 +32,14 @@ class Client:
     policy: Policy
     codes: ReturnCodes
 
+    @property
+    def grant(self) -> str:
+        """How this switch's calls hold money: slice, or whole (no CoA port to hang up)."""
+        return "slice" if self.policy.slices else "whole"
+
     @classmethod
-    def from_config(cls, c: RadiusClientConfig) -> Client:
+    def from_config(cls, c: RadiusClientConfig, grant: str = "slice") -> Client:
+        """``grant``: ``balance.grant``; slices need a switch that can be told to hang up."""
         plan = NumberPlan(
             country_code=c.country_code,
             international_prefixes=c.international_prefixes,
@@ -49,7 +55,15 @@ class Client:
             require_message_authenticator=c.require_message_authenticator,
             bill_leg=c.bill_leg,
             coa_port=c.coa_port,
-            policy=Policy(plan=plan, order=order, check_secret=c.verify_password),
+            policy=Policy(
+                plan=plan,
+                order=order,
+                check_secret=c.verify_password,
+                bill_leg=c.bill_leg,
+                hangup=c.coa_port != 0,
+                slices=grant == "slice" and c.coa_port != 0,
+                overrun_cap=c.overrun == "cap",
+            ),
             codes=ReturnCodes(c.return_codes),
         )
 
@@ -62,8 +76,14 @@ class ClientTable:
         self._by_address: dict[str, Client | None] = {}
 
     @classmethod
-    def from_config(cls, configs: tuple[RadiusClientConfig, ...]) -> ClientTable:
-        return cls([Client.from_config(c) for c in configs])
+    def from_config(
+        cls, configs: tuple[RadiusClientConfig, ...], grant: str = "slice"
+    ) -> ClientTable:
+        return cls([Client.from_config(c, grant) for c in configs])
+
+    def by_name(self, name: str) -> Client | None:
+        """The client called ``name`` (a call's NAS), None when no longer configured."""
+        return next((c for c in self.clients if c.name == name), None)
 
     def match(self, address: str) -> Client | None:
         """The client sending from ``address``, or None for a stranger."""

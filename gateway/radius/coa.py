@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from typing import Any
@@ -30,20 +31,48 @@ _IDENTITY = (
 )
 
 
+def identity(request: Packet) -> list[tuple[str, str | int]]:
+    """The attributes of ``request`` that identify its call to the switch."""
+    return [
+        (name, value)
+        for name in _IDENTITY
+        if name in request and isinstance(value := request.get(name), str | int)
+    ]
+
+
+def reach(client: Client, addr: tuple[Any, ...], request: Packet) -> str:
+    """What the slice keeper needs to hang the call up later, kept with the call: the
+    switch, where it sent from, and the call's identity; '' when it has no CoA port."""
+    if not client.coa_port:
+        return ""
+    return json.dumps([client.name, str(addr[0]), identity(request)], separators=(",", ":"))
+
+
+def parse_reach(text: str) -> tuple[str, str, list[tuple[str, str | int]]]:
+    """``reach``'s (client name, switch address, identity); ValueError when unreadable."""
+    try:
+        name, address, attributes = json.loads(text)
+        return str(name), str(address), [(str(n), v) for n, v in attributes]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"unreadable hang-up target {text!r}: {exc}") from exc
+
+
 async def send_disconnect(client: Client, addr: tuple[Any, ...], request: Packet) -> str:
     """Ask the switch at ``addr`` (its CoA port) to end the call of ``request``.
 
     Returns the answer: ``ack``, ``nak`` or ``timeout`` (counted per client).
     """
-    attributes = [
-        (name, value)
-        for name in _IDENTITY
-        if name in request and (value := request.get(name)) is not None
-    ]
+    return await send_disconnect_for(client, str(addr[0]), identity(request))
+
+
+async def send_disconnect_for(
+    client: Client, address: str, attributes: list[tuple[str, str | int]]
+) -> str:
+    """Ask the switch at ``address`` (its CoA port) to end the call ``attributes`` name."""
     identifier = os.urandom(1)[0]
     datagram = encode_request(PacketCode.DISCONNECT_REQUEST, identifier, attributes, client.secret)
     answer = "timeout"
-    stream = await asyncio_dgram.connect((str(addr[0]), client.coa_port))
+    stream = await asyncio_dgram.connect((address, client.coa_port))
     try:
         for _ in range(TRIES):
             await stream.send(datagram)
@@ -63,15 +92,19 @@ async def send_disconnect(client: Client, addr: tuple[Any, ...], request: Packet
     metrics.DISCONNECTS.labels(client.name, answer).inc()
     log.info(
         "radius.disconnect",
-        extra={"client": client.name, "answer": answer, "session": request.get("Acct-Session-Id")},
+        extra={
+            "client": client.name,
+            "answer": answer,
+            "session": dict(attributes).get("Acct-Session-Id"),
+        },
     )
     return answer
 
 
-async def disconnect(client: Client, addr: tuple[Any, ...], request: Packet) -> None:
-    """The process layer's hook: send when the client has a CoA port, in the background."""
+def disconnect_later(client: Client, address: str, attributes: list[tuple[str, str | int]]) -> None:
+    """Send a Disconnect-Request in the background when the client has a CoA port."""
     if client.coa_port:
-        task = asyncio.create_task(send_disconnect(client, addr, request))
+        task = asyncio.create_task(send_disconnect_for(client, address, attributes))
         _background.add(task)
         task.add_done_callback(_background.discard)
 

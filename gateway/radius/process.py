@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway import metrics
@@ -21,7 +20,7 @@ from gateway.authz.reasons import Reason, Refusal
 from gateway.balance.types import CallEnd
 from gateway.calls import Authorized, CallKey, Calls, LoginAccepted, Party
 from gateway.errors import BackendUnavailable
-from gateway.radius import auth
+from gateway.radius import auth, coa
 from gateway.radius.clients import Client
 from gateway.radius.codec import MalformedPacket, Packet, PacketCode, decode_request, encode_reply
 from gateway.radius.profiles import PROFILES, CallFacts
@@ -41,10 +40,6 @@ _STATUS_NAMES = {
     STATUS_OFF: "accounting_off",
 }
 
-# Sends a Disconnect-Request for a call to its switch (see coa.py).
-Disconnector = Callable[[Client, tuple[Any, ...], Packet], Awaitable[None]]
-
-
 NO_CREDENTIALS = Credentials()
 
 
@@ -61,12 +56,9 @@ def _party(facts: CallFacts, credentials: Credentials, addr: tuple[Any, ...]) ->
 class RadiusProcess:
     """The request handler the listener calls: bytes in, bytes (or None) out."""
 
-    def __init__(
-        self, calls: Calls, *, interim_may_grow: bool = True, disconnect: Disconnector | None = None
-    ) -> None:
+    def __init__(self, calls: Calls, *, interim_may_grow: bool = True) -> None:
         self.calls = calls
         self.interim_may_grow = interim_may_grow
-        self.disconnect = disconnect
 
     async def handle(self, data: bytes, client: Client, addr: tuple[Any, ...]) -> bytes | None:
         try:
@@ -113,7 +105,9 @@ class RadiusProcess:
         profile = PROFILES[client.profile]
         facts = profile.facts(packet)
         party = _party(facts, self._credentials(packet, client), addr)
-        key = CallKey(client.name, facts.session_id, facts.leg) if facts.session_id else None
+        # Only Acct-Session-Id names the session here: a conference or call id links
+        # the hold to the accounting, which may name the session otherwise.
+        key = CallKey(client.name, facts.accounting_id or "", facts.leg, facts.links)
         decision = await self.calls.authorize(key, party, client.policy)
         if isinstance(decision, Refusal):
             metrics.child(metrics.AUTHZ_DECISIONS, decision.reason.value).inc()
@@ -124,7 +118,9 @@ class RadiusProcess:
             attributes = profile.login_accept()
         else:
             assert isinstance(decision, Authorized)
-            attributes = profile.accept(decision.granted_s, decision.hold_micros, decision.currency)
+            attributes = profile.accept(
+                decision.granted_s, decision.available_micros, decision.currency
+            )
         return encode_reply(packet, PacketCode.ACCESS_ACCEPT, attributes, client.secret)
 
     def _credentials(self, packet: Packet, client: Client) -> Credentials:
@@ -166,12 +162,11 @@ class RadiusProcess:
             if not facts.session_id:
                 metrics.RADIUS_DROPPED.labels("no_session_id").inc()
                 return None
-            if client.bill_leg != "any" and facts.leg and facts.leg != client.bill_leg:
+            if not client.policy.bills(facts.leg):
                 kind = "other_leg"  # acknowledged, not billed: the other leg is
-            else:
-                durable = await self._call_event(packet, client, addr, facts, status, now)
-                if not durable:
-                    return None
+            durable = await self._call_event(packet, client, addr, facts, status, now)
+            if not durable:
+                return None
         metrics.child(metrics.RADIUS_REQUESTS, "accounting", kind, client.name).inc()
         return encode_reply(packet, PacketCode.ACCOUNTING_RESPONSE, [], client.secret)
 
@@ -185,18 +180,20 @@ class RadiusProcess:
         now: float,
     ) -> bool:
         assert facts.session_id is not None
-        key = CallKey(client.name, facts.session_id, facts.leg)
+        key = CallKey(client.name, facts.session_id, facts.leg, facts.links)
         party = _party(facts, NO_CREDENTIALS, addr)
         reported = packet.get_int("Acct-Session-Time")
         elapsed = reported or 0
         if status == STATUS_START:
             answered_at = facts.connect_at or facts.disconnect_at or now
-            await self.calls.answered(key, party, client.policy, answered_at)
+            reach = coa.reach(client, addr, packet)
+            await self.calls.answered(key, party, client.policy, answered_at, reach)
             return True
         if status == STATUS_INTERIM:
-            granted = await self.calls.interim(key, party, client.policy, self.interim_may_grow)
-            if granted is not None and elapsed >= granted and self.disconnect is not None:
-                await self.disconnect(client, addr, packet)
+            reach = coa.reach(client, addr, packet)
+            await self.calls.interim(
+                key, party, client.policy, self.interim_may_grow, reported, reach, now
+            )
             return True
         disconnect_at = facts.disconnect_at or now
         if status == STATUS_FAILED:
@@ -208,7 +205,7 @@ class RadiusProcess:
         connect_at = facts.connect_at or (disconnect_at - elapsed if elapsed else None)
         end = CallEnd(disconnect_at=disconnect_at, cause=facts.cause, connect_at=connect_at)
         ended = await self.calls.ended(key, party, client.policy, duration, end)
-        if ended.settled is None and ended.reason:
+        if ended.settled is None and ended.reason and client.policy.bills(facts.leg):
             log.warning(
                 "radius.stop_unbilled",
                 extra={"client": client.name, "session": key.session_key, "reason": ended.reason},

@@ -119,6 +119,8 @@ class CallFacts:
     connect_at: float | None = None
     disconnect_at: float | None = None
     cause: str = ""
+    accounting_id: str | None = None  # Acct-Session-Id itself (session_id may fall back)
+    links: tuple[str, ...] = ()  # other ids of the call: conf:<h323-conf-id>, callid:<id>
 
 
 class Profile:
@@ -127,8 +129,10 @@ class Profile:
     name = "standard"
 
     def facts(self, packet: Packet) -> CallFacts:
+        session = _str(packet, "Acct-Session-Id")
         return CallFacts(
-            session_id=_str(packet, "Acct-Session-Id"),
+            session_id=session,
+            accounting_id=session,
             leg="",
             username=_str(packet, "User-Name"),
             calling=_str(packet, "Calling-Station-Id"),
@@ -138,10 +142,11 @@ class Profile:
         )
 
     def accept(
-        self, granted_s: int, hold_micros: int, currency: str
+        self, granted_s: int, available_micros: int, currency: str
     ) -> list[tuple[str, str | int]]:
-        """Attributes of an Access-Accept for a call granted ``granted_s``."""
-        del hold_micros, currency
+        """Attributes of an Access-Accept for a call granted ``granted_s``; the caller
+        has ``available_micros`` left after the call's hold."""
+        del available_micros, currency
         return [("Session-Timeout", granted_s)]
 
     def login_accept(self) -> list[tuple[str, str | int]]:
@@ -158,15 +163,19 @@ class CiscoProfile(Profile):
     name = "cisco"
 
     def facts(self, packet: Packet) -> CallFacts:
-        session = (
-            _str(packet, "Acct-Session-Id")
-            or _cisco_value(_str(packet, "h323-conf-id"), "h323-conf-id")
-            or avpair(packet, "call-id")
+        accounting_id = _str(packet, "Acct-Session-Id")
+        conf_id = _cisco_value(_str(packet, "h323-conf-id"), "h323-conf-id")
+        call_id = avpair(packet, "call-id")
+        session = accounting_id or conf_id or call_id
+        links = ((f"conf:{conf_id}",) if conf_id else ()) + (
+            (f"callid:{call_id}",) if call_id else ()
         )
         leg = _cisco_value(_str(packet, "h323-call-origin"), "h323-call-origin") or ""
         cause = _cisco_value(_str(packet, "h323-disconnect-cause"), "h323-disconnect-cause")
         return CallFacts(
             session_id=session,
+            accounting_id=accounting_id,
+            links=links,
             leg=leg,
             username=_str(packet, "User-Name"),
             calling=_str(packet, "Calling-Station-Id"),
@@ -178,12 +187,13 @@ class CiscoProfile(Profile):
         )
 
     def accept(
-        self, granted_s: int, hold_micros: int, currency: str
+        self, granted_s: int, available_micros: int, currency: str
     ) -> list[tuple[str, str | int]]:
+        # h323-credit-amount is the credit left (an IVR reads it out), never the hold.
         return [
             ("h323-return-code", "h323-return-code=0"),
             ("h323-credit-time", f"h323-credit-time={granted_s}"),
-            ("h323-credit-amount", f"h323-credit-amount={format_money(hold_micros)}"),
+            ("h323-credit-amount", f"h323-credit-amount={format_money(available_micros)}"),
             ("h323-currency", f"h323-currency={currency or 'USD'}"),
             ("h323-billing-model", "h323-billing-model=1"),  # 1: debit (prepaid)
             ("Session-Timeout", granted_s),

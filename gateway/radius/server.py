@@ -28,15 +28,20 @@ class RadiusFront:
     name = "radius"
 
     def __init__(
-        self, config: RadiusConfig, calls: Calls, drain_timeout_s: float, workers: int = 1
+        self,
+        config: RadiusConfig,
+        calls: Calls,
+        drain_timeout_s: float,
+        workers: int = 1,
+        grant: str = "slice",
     ) -> None:
         self.config = config
         self.workers = workers
-        self.clients = ClientTable.from_config(config.clients)
+        self.grant = grant
+        self.clients = ClientTable.from_config(config.clients, grant)
         self.cache = ReplyCache(config.duplicate_window_s)
-        self.process = RadiusProcess(
-            calls, interim_may_grow=config.interim_may_grow, disconnect=coa.disconnect
-        )
+        self.process = RadiusProcess(calls, interim_may_grow=config.interim_may_grow)
+        calls.hangup = self.hangup
         self.drain_timeout_s = drain_timeout_s
         self.protocols: list[RadiusProtocol] = []
         self.transports: list[asyncio.DatagramTransport] = []
@@ -47,6 +52,7 @@ class RadiusFront:
     async def start(self) -> None:
         if not self.clients.clients:
             log.warning("radius.no_clients", extra={"hint": "add [[radius.clients]]"})
+        self.log_grant_modes()
         for kind, port in (("auth", self.config.auth_port), ("acct", self.config.acct_port)):
             for host in self.config.bind:
                 protocol = RadiusProtocol(
@@ -84,6 +90,29 @@ class RadiusFront:
             },
         )
 
+    async def hangup(self, reach: str) -> None:
+        """Tell a switch to end a call (``Calls.hangup``): a Disconnect-Request to its
+        CoA port, sent in the background; a switch no longer configured is logged."""
+        try:
+            name, address, attributes = coa.parse_reach(reach)
+        except ValueError as exc:
+            log.warning("radius.hangup_unreadable", extra={"error": str(exc)})
+            return
+        client = self.clients.by_name(name)
+        if client is None or not client.coa_port:
+            log.warning("radius.hangup_no_coa", extra={"client": name})
+            return
+        coa.disconnect_later(client, address, attributes)
+
+    def log_grant_modes(self) -> None:
+        """Say which switches hold whole grants because they cannot be told to hang up."""
+        for client in self.clients.clients:
+            if self.grant == "slice" and client.grant == "whole":
+                log.warning(
+                    "radius.whole_grants",
+                    extra={"client": client.name, "why": "no coa_port: whole grants are held"},
+                )
+
     async def _sample_in_flight(self) -> None:
         """The in-flight gauge, set every second: counting it per request would cost two
         writes to the shared metrics file on every request."""
@@ -114,6 +143,7 @@ class RadiusFront:
         for protocol in self.protocols:
             protocol.clients = clients
         log.info("radius.clients_reloaded", extra={"clients": [c.name for c in clients.clients]})
+        self.log_grant_modes()
 
     def listening(self) -> bool:
         return bool(self.transports) and not any(t.is_closing() for t in self.transports)

@@ -5,6 +5,8 @@ durations lie on *increment boundaries*: ``first``, ``first + next``,
 ``first + 2*next`` ... where ``first``/``next`` are the rate's increments.
 """
 
+from collections.abc import Sequence
+
 from gateway.rating.rates import Rate
 
 _SECONDS_PER_MINUTE = 60
@@ -118,3 +120,23 @@ def _largest_affordable_boundary(rate: Rate, available_micros: int) -> int | Non
     budget_s = _SECONDS_PER_MINUTE * (available_micros - fee) // price
     # budget_s >= floor_billed >= first here, because floor_billed is affordable.
     return _boundary_at_or_below(rate, budget_s)
+
+
+def grant_seconds(levels: Sequence[tuple[Rate | None, int]], cap_s: int) -> int:
+    """Return the time a call may be granted over a whole account chain.
+
+    ``levels`` holds, per level of the chain, the rate it pays (None for a level that
+    is not charged) and the money it has available. The grant is the least over the
+    charged levels of ``max_seconds(rate, available, cap_s)``: each level's
+    affordable time on its own increments, never rounded to another level's. 0 when
+    some charged level cannot afford anything. Mirrors reserve.lua.
+    """
+    granted = cap_s
+    for rate, available in levels:
+        if rate is None:
+            continue
+        level_max = max_seconds(rate, available, cap_s)
+        if level_max <= 0:
+            return 0
+        granted = min(granted, level_max)
+    return granted

@@ -25,8 +25,11 @@ from gateway.sip.transactions import Transactions
 log = logging.getLogger(__name__)
 
 
-def settings(config: SipConfig, clients: tuple[RadiusClientConfig, ...]) -> SipSettings:
-    """The process settings; the accounting NAS must be a configured RADIUS client."""
+def settings(
+    config: SipConfig, clients: tuple[RadiusClientConfig, ...], grant: str = "slice"
+) -> SipSettings:
+    """The process settings; the accounting NAS must be a configured RADIUS client,
+    whose credit control (slices, hang-up, overrun) applies to these calls too."""
     client = next((c for c in clients if c.name == config.accounting_nas), None)
     if client is None:
         raise ValueError(
@@ -34,10 +37,16 @@ def settings(config: SipConfig, clients: tuple[RadiusClientConfig, ...]) -> SipS
         )
     # The number plan and identification order are the switch's; whether a secret
     # is checked is decided here (trust_proxy_auth, Digest), not by its RADIUS setting.
-    radius_policy = Client.from_config(client).policy
+    radius_policy = Client.from_config(client, grant).policy
     return SipSettings(
         nas=client.name,
-        policy=Policy(plan=radius_policy.plan, order=radius_policy.order),
+        policy=Policy(
+            plan=radius_policy.plan,
+            order=radius_policy.order,
+            hangup=radius_policy.hangup,
+            slices=radius_policy.slices,
+            overrun_cap=radius_policy.overrun_cap,
+        ),
         trust_proxy_auth=config.trust_proxy_auth,
         retry_after_s=config.retry_after_s,
     )
@@ -76,13 +85,15 @@ class SipFront:
         pool: asyncpg.Pool,
         database_url: str,
         drain_timeout_s: float,
+        grant: str = "slice",
     ) -> None:
         self.config = config
+        self.grant = grant
         self.drain_timeout_s = drain_timeout_s
         self.routes = RouteCache(pool, database_url)
         default = [Gateway.parse(g, priority=i) for i, g in enumerate(config.default_route)]
         self.router = Router(directory, self.routes, default)
-        self.process = SipProcess(calls, self.router, settings(config, clients))
+        self.process = SipProcess(calls, self.router, settings(config, clients, grant))
         self.transactions = Transactions(config.transaction_ttl_s)
         self.listener = SipListener(
             self.process, self.transactions, Allowlist(config.proxies), config.max_in_flight
@@ -158,7 +169,7 @@ class SipFront:
     def reload(self, clients: tuple[RadiusClientConfig, ...]) -> None:
         """SIGHUP: the accounting NAS's number plan again, and every route re-read."""
         try:
-            self.process.settings = settings(self.config, clients)
+            self.process.settings = settings(self.config, clients, self.grant)
         except ValueError as exc:
             log.error("sip.reload_kept_settings", extra={"error": str(exc)})
         self.routes.request_reload()

@@ -117,8 +117,10 @@ async def test_authorize_by_extension_and_bill(world: World) -> None:
         960,
         960_000,
     )
-    assert await world.calls.answered(key, _party(world), UK, time.time()) == 960
-    assert await world.calls.interim(key, _party(world), UK, may_grow=True) == 960
+    answered = await world.calls.answered(key, _party(world), UK, time.time())
+    assert answered is not None and answered.granted_s == 960
+    interim = await world.calls.interim(key, _party(world), UK, may_grow=True)
+    assert interim is not None and interim.granted_s == 960
     end = CallEnd(disconnect_at=time.time(), cause="16")
     ended = await world.calls.ended(key, _party(world), UK, 125, end)
     assert ended.settled is not None and ended.settled.costs_micros == (180_000, 90_000)

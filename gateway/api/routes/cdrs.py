@@ -45,6 +45,10 @@ class CdrOut(BaseModel):
     )
     nas: str
     session_id: str
+    overrun_s: int = Field(
+        description="Seconds the switch reported past the call's limit (its grant, or "
+        "its held time once cut); unbilled when the switch's overrun policy is cap"
+    )
 
 
 class CdrTotalsOut(BaseModel):

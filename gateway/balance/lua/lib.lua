@@ -87,6 +87,30 @@ local function max_seconds(rate, available, cap_s)
     return math.min(affordable, cap_boundary)
 end
 
+-- The longest time over a whole chain: the least over the charged levels of what
+-- each can afford (max_seconds against cap_s on its own increments, never capped
+-- by another level's rounding). Mirrors gateway/rating/billing.py grant_seconds.
+local function level_grant(rate, available, cap_s)
+    if rate[1] ~= 1 then
+        return cap_s
+    end
+    return max_seconds(rate, available, cap_s)
+end
+
+-- The time a slice of `s` seconds covers at every charged level: each level's
+-- hold is rounded up to its own increments, so the slice is the least of those
+-- roundings (never below s), capped at cap_s.
+local function slice_cover(levels, s, cap_s)
+    local cover = cap_s
+    for i = 1, #levels do
+        local rate = levels[i]
+        if rate[1] == 1 then
+            cover = math.min(cover, boundary_at_or_above(rate, s))
+        end
+    end
+    return cover
+end
+
 local function account_available(key)
     local v = redis.call('HMGET', key, 'bal', 'lim', 'held')
     return tonumber(v[1]) + tonumber(v[2]) - tonumber(v[3])

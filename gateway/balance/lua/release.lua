@@ -2,12 +2,13 @@
 --
 -- KEYS[1]  session hash
 -- KEYS[2]  due sorted set
+-- KEYS[3]  slices sorted set
 -- ARGV[1]  how long (s) the released session is kept to answer repeats
 --
 -- Returns {1, 'OK'}; a repeat returns {1, 'DUP'}. {0, 'UNKNOWN_SESSION'} when
 -- there is no reservation, {0, 'SESSION_ENDED'} when it was settled.
 
-local s = redis.call('HMGET', KEYS[1], 'st', 'holds', 'levels', 'accounts')
+local s = redis.call('HMGET', KEYS[1], 'st', 'holds', 'levels', 'accounts', 'exp')
 if not s[1] then
     return {0, 'UNKNOWN_SESSION'}
 end
@@ -26,7 +27,11 @@ for i = 1, #accounts do
     end
     redis.call('HINCRBY', accounts[i], 'calls', -1)
 end
+if s[5] then
+    redis.call('HINCRBY', accounts[#accounts], 'exp', 0 - tonumber(s[5]))
+end
 redis.call('HSET', KEYS[1], 'st', 'released')
 redis.call('ZREM', KEYS[2], KEYS[1])
+redis.call('ZREM', KEYS[3], KEYS[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 return {1, 'OK'}

@@ -217,12 +217,16 @@ async def test_extend_grows_the_hold_when_money_arrives(
     grant = await balance.reserve(ref, tree.chain(), factories.meta("ext"))
     assert isinstance(grant, Grant) and grant.granted_s == 120  # two minutes at 0.06
     await balance.store.start(ref, 1000)
-    assert await balance.store.extend(ref, may_grow=True) == (120, False)
+    async def extend(may_grow: bool) -> tuple[int, bool]:
+        extended = await balance.store.extend(ref, may_grow=may_grow)
+        return extended.granted_s, extended.grew
+
+    assert await extend(True) == (120, False)
     await balance.pipeliner.client.hincrby(
         balance.store.keys.account(tree.top, tree.customer), "bal", 60_000
     )
-    assert await balance.store.extend(ref, may_grow=False) == (120, False)
-    assert await balance.store.extend(ref, may_grow=True) == (180, True)
+    assert await extend(False) == (120, False)
+    assert await extend(True) == (180, True)
     state = await _account_state(balance, tree.top, tree.customer)
     assert int(state["held"]) == 180_000
 
