@@ -140,3 +140,17 @@ def grant_seconds(levels: Sequence[tuple[Rate | None, int]], cap_s: int) -> int:
             return 0
         granted = min(granted, level_max)
     return granted
+
+
+def slice_seconds(rates: Sequence[Rate | None], slice_s: int, cap_s: int) -> int:
+    """Return the time a slice of ``slice_s`` seconds holds over a chain.
+
+    Each charged level's hold is rounded up to its own increments, so the time the
+    holds cover is the least of those roundings (never below ``slice_s``), capped at
+    ``cap_s`` (the grant). Mirrors lib.lua slice_cover.
+    """
+    cover = cap_s
+    for rate in rates:
+        if rate is not None:
+            cover = min(cover, _boundary_at_or_above(rate, slice_s))
+    return cover

@@ -13,7 +13,7 @@
 -- ARGV[7]  the largest slice (s)
 --
 -- Slice mode: slices are added (each twice the last, up to the largest) until the
--- hold covers the elapsed time plus the lead, or the grant. A level that cannot
+-- hold covers more than the elapsed time plus the lead, or the grant. A level that cannot
 -- cover the next slice gets what it can; when no level-wide growth is possible the
 -- call is cut: it must end when its held time runs out (cut_at), and the keeper
 -- finds it in the slices set at that moment. Money arriving later un-cuts it.
@@ -78,7 +78,7 @@ local largest = tonumber(ARGV[7])
 local need = math.max(tonumber(ARGV[5]), now - since) + lead
 local slice = tonumber(s[10])
 local grew, cut, steps = 0, 0, 0
-while held < granted and held < need and steps < 64 do
+while held < granted and held <= need and steps < 64 do
     steps = steps + 1
     local step = math.min(largest, math.max(2 * slice, 1))
     local target = slice_cover(levels, held + step, granted)

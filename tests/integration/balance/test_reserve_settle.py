@@ -217,6 +217,7 @@ async def test_extend_grows_the_hold_when_money_arrives(
     grant = await balance.reserve(ref, tree.chain(), factories.meta("ext"))
     assert isinstance(grant, Grant) and grant.granted_s == 120  # two minutes at 0.06
     await balance.store.start(ref, 1000)
+
     async def extend(may_grow: bool) -> tuple[int, bool]:
         extended = await balance.store.extend(ref, may_grow=may_grow)
         return extended.granted_s, extended.grew
