@@ -3,113 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
-from gateway.authz.directory import Directory
 from gateway.authz.identify import BY_CALLER_ID, BY_EXTENSION, Credentials
 from gateway.authz.reasons import Reason, Refusal
 from gateway.balance.moves import MoneyMove, Posting, move_money
-from gateway.balance.service import Balance
 from gateway.balance.store import SessionRef
 from gateway.balance.types import CallEnd, SettlementEntry
-from gateway.calls import Authorized, CallKey, Calls, LoginAccepted, Party, Policy
-from gateway.config import BalanceConfig
-from gateway.db.rates import load_index
-from gateway.keys import Keys
-from gateway.rating.numbers import NumberPlan
-from gateway.rating.prefix_index import RatingIndex
-from tests import factories
-
-_seq = itertools.count(1)
-UK = Policy(plan=NumberPlan(country_code="44", international_prefixes=("00",)))
-
-
-@dataclass
-class StaticRates:
-    index: RatingIndex
-
-
-@dataclass
-class World:
-    calls: Calls
-    balance: Balance
-    directory: Directory
-    customer: int
-    agent: int
-    extension: str
-    caller_id: str
-
-
-@pytest.fixture
-async def world(
-    db_pool: asyncpg.Pool, database_url: str, redis_client: aioredis.Redis, keys: Keys
-) -> AsyncIterator[World]:
-    n = next(_seq)
-    async with db_pool.acquire() as conn:
-        group = await factories.rate_group(
-            conn,
-            [
-                factories.rate(60_000, prefix="49"),
-                factories.rate(120_000, 30, 6, prefix="4915"),
-            ],
-        )
-        agent_group = await factories.rate_group(conn, [factories.rate(30_000, prefix="49")])
-        agent = await factories.account(
-            conn, kind="agent", mode="wholesale", balance=50_000_000, rate_group_id=agent_group
-        )
-        customer = await factories.account(
-            conn, parent=agent, balance=1_000_000, rate_group_id=group
-        )
-        extension = f"ext{n}-{customer}"
-        caller_id = f"4420712{customer:05d}"
-        await conn.execute(
-            "INSERT INTO extensions (account_id, username, secret) VALUES ($1, $2, 'sesame')",
-            customer,
-            extension,
-        )
-        await conn.execute(
-            "INSERT INTO caller_ids (account_id, number) VALUES ($1, $2)", customer, caller_id
-        )
-        index = await load_index(conn)
-    balance = Balance(BalanceConfig(max_call_s=3600), redis_client, db_pool, keys)
-    await balance.pipeliner.load()
-    directory = Directory(db_pool, database_url)
-    await directory.start()
-    try:
-        yield World(
-            Calls(directory, StaticRates(index), balance),
-            balance,
-            directory,
-            customer,
-            agent,
-            extension,
-            caller_id,
-        )
-    finally:
-        await directory.stop()
-
-
-def _party(w: World, **kw: object) -> Party:
-    base: dict[str, object] = {
-        "username": w.extension,
-        "calling": "0" + w.caller_id[2:],
-        "called": "0049301234567",
-        "credentials": Credentials(password="sesame"),
-    }
-    base.update(kw)
-    return Party(**base)  # type: ignore[arg-type]
+from gateway.calls import Authorized, CallKey, LoginAccepted, Policy
+from tests.integration.conftest import UK, World, party_of
 
 
 async def test_authorize_by_extension_and_bill(world: World) -> None:
     key = CallKey("kamailio", f"call-{time.monotonic_ns()}")
-    decision = await world.calls.authorize(key, _party(world), UK)
+    decision = await world.calls.authorize(key, party_of(world), UK)
     assert isinstance(decision, Authorized)
     # 1.00 at 0.06/min: 16 whole minutes.
     assert (decision.account_id, decision.granted_s, decision.hold_micros) == (
@@ -117,14 +27,14 @@ async def test_authorize_by_extension_and_bill(world: World) -> None:
         960,
         960_000,
     )
-    answered = await world.calls.answered(key, _party(world), UK, time.time())
+    answered = await world.calls.answered(key, party_of(world), UK, time.time())
     assert answered is not None and answered.granted_s == 960
-    interim = await world.calls.interim(key, _party(world), UK, may_grow=True)
+    interim = await world.calls.interim(key, party_of(world), UK, may_grow=True)
     assert interim is not None and interim.granted_s == 960
     end = CallEnd(disconnect_at=time.time(), cause="16")
-    ended = await world.calls.ended(key, _party(world), UK, 125, end)
+    ended = await world.calls.ended(key, party_of(world), UK, 125, end)
     assert ended.settled is not None and ended.settled.costs_micros == (180_000, 90_000)
-    again = await world.calls.ended(key, _party(world), UK, 125, end)
+    again = await world.calls.ended(key, party_of(world), UK, 125, end)
     assert again.settled is not None and again.settled.duplicate
     raw = await world.balance.pipeliner.client.xrange(ended.settled.stream)
     entry = SettlementEntry.from_json(raw[-1][1][b"s"])
@@ -144,12 +54,12 @@ async def test_authorize_by_extension_and_bill(world: World) -> None:
     ],
 )
 async def test_refusals(world: World, changes: dict[str, object], reason: Reason) -> None:
-    decision = await world.calls.authorize(CallKey("k", "r"), _party(world, **changes), UK)
+    decision = await world.calls.authorize(CallKey("k", "r"), party_of(world, **changes), UK)
     assert isinstance(decision, Refusal) and decision.reason is reason
 
 
 async def test_caller_id_when_the_username_is_unknown(world: World) -> None:
-    party = _party(world, username="not-an-extension", credentials=Credentials())
+    party = party_of(world, username="not-an-extension", credentials=Credentials())
     # No session id: nothing stays held, so the calls below are not limited by it.
     decision = await world.calls.authorize(None, party, UK)
     assert isinstance(decision, Authorized) and decision.account_id == world.customer
@@ -157,19 +67,19 @@ async def test_caller_id_when_the_username_is_unknown(world: World) -> None:
     refused = await world.calls.authorize(None, party, only_ext)
     assert isinstance(refused, Refusal) and refused.reason is Reason.UNKNOWN_CALLER
     by_cli_first = Policy(plan=UK.plan, order=(BY_CALLER_ID, BY_EXTENSION))
-    wrong_password = _party(world, credentials=Credentials(password="wrong"))
+    wrong_password = party_of(world, credentials=Credentials(password="wrong"))
     # Caller-ID first: the extension (and its password) is never consulted.
     decision = await world.calls.authorize(CallKey("k", "cli3"), wrong_password, by_cli_first)
     assert isinstance(decision, Authorized)
 
 
 async def test_login_check_holds_nothing(world: World) -> None:
-    decision = await world.calls.authorize(None, _party(world, called=None), UK)
+    decision = await world.calls.authorize(None, party_of(world, called=None), UK)
     assert decision == LoginAccepted(world.customer)
 
 
 async def test_no_session_id_grants_without_holding(world: World) -> None:
-    decision = await world.calls.authorize(None, _party(world), UK)
+    decision = await world.calls.authorize(None, party_of(world), UK)
     assert isinstance(decision, Authorized) and decision.granted_s == 960
     keys = world.balance.store.keys
     account = await world.balance.pipeliner.client.hgetall(
@@ -181,15 +91,15 @@ async def test_no_session_id_grants_without_holding(world: World) -> None:
 async def test_stop_without_authorization_is_billed_once(world: World) -> None:
     key = CallKey("kamailio", f"lost-{time.monotonic_ns()}")
     end = CallEnd(disconnect_at=time.time(), cause="16")
-    first = await world.calls.ended(key, _party(world, credentials=Credentials()), UK, 61, end)
-    second = await world.calls.ended(key, _party(world), UK, 61, end)
+    first = await world.calls.ended(key, party_of(world, credentials=Credentials()), UK, 61, end)
+    second = await world.calls.ended(key, party_of(world), UK, 61, end)
     assert first.settled is not None and first.settled.costs_micros == (120_000, 60_000)
     assert second.settled is not None and second.settled.duplicate
 
 
 async def test_disabled_meanwhile_is_still_billed(world: World, db_pool: asyncpg.Pool) -> None:
     key = CallKey("kamailio", f"dis-{time.monotonic_ns()}")
-    assert isinstance(await world.calls.authorize(key, _party(world), UK), Authorized)
+    assert isinstance(await world.calls.authorize(key, party_of(world), UK), Authorized)
     async with db_pool.acquire() as conn:
         await conn.execute("UPDATE accounts SET status = 'disabled' WHERE id = $1", world.customer)
     for _ in range(40):
@@ -199,9 +109,11 @@ async def test_disabled_meanwhile_is_still_billed(world: World, db_pool: asyncpg
         await asyncio.sleep(0.05)
     else:
         pytest.fail("directory did not see the change within 2 s")
-    ended = await world.calls.ended(key, _party(world), UK, 30, CallEnd(disconnect_at=time.time()))
+    ended = await world.calls.ended(
+        key, party_of(world), UK, 30, CallEnd(disconnect_at=time.time())
+    )
     assert ended.settled is not None and ended.settled.costs_micros[0] == 60_000
-    refused = await world.calls.authorize(CallKey("k", "after"), _party(world), UK)
+    refused = await world.calls.authorize(CallKey("k", "after"), party_of(world), UK)
     assert isinstance(refused, Refusal) and refused.reason is Reason.ACCOUNT_DISABLED
 
 
@@ -213,8 +125,8 @@ async def test_nas_restart_ends_its_open_calls(world: World, db_pool: asyncpg.Po
     ringing = CallKey("switch-a", "ringing")
     other = CallKey("switch-b", "elsewhere")
     for key in (answered, ringing, other):
-        assert isinstance(await world.calls.authorize(key, _party(world), UK), Authorized)
-    await world.calls.answered(answered, _party(world), UK, now - 90)
+        assert isinstance(await world.calls.authorize(key, party_of(world), UK), Authorized)
+    await world.calls.answered(answered, party_of(world), UK, now - 90)
     assert await world.calls.nas_restarted("switch-a", at=now) == 2
     store = world.balance.store
 
