@@ -97,20 +97,30 @@ class Gateway:
         return Keys(self.config.redis.key_prefix, self.config.redis.shards)
 
 
-def gateway_config(database_url: str, redis_url: str, keys: Keys, state_dir: str) -> Config:
-    """Loopback ports chosen by the OS, three switches (cisco, kamailio-style, one with CoA)."""
+def gateway_config(
+    database_url: str,
+    redis_url: str,
+    keys: Keys,
+    state_dir: str,
+    balance: dict[str, object] | None = None,
+    clients: list[dict[str, object]] | None = None,
+) -> Config:
+    """Loopback ports chosen by the OS, three switches (cisco, kamailio-style, one with
+    CoA) unless ``clients`` says otherwise; ``balance`` overrides [balance] keys."""
     return from_mapping(
         {
             "service": {"state_dir": state_dir, "drain_timeout_s": 5.0},
             "redis": {"url": redis_url, "key_prefix": keys.prefix},
             "database": {"url": database_url},
+            "balance": balance or {},
             "committer": {"commit_wait_s": 2.0},
             "metrics": {"bind": "127.0.0.1", "port": 0, "gauge_interval_s": 0.2},
             "radius": {
                 "bind": ["127.0.0.1"],
                 "auth_port": 0,
                 "acct_port": 0,
-                "clients": [
+                "clients": clients
+                or [
                     {
                         "name": "cisco-gw",
                         "address": "127.0.0.1",
