@@ -148,6 +148,8 @@ def _config_command(args: argparse.Namespace) -> int:
         return 0
     cfg = config_mod.load(args.config)
     if args.config_command == "check":
+        for note in config_mod.grant_notes(cfg):
+            print(note)
         print("configuration OK")
     else:
         sys.stdout.write(config_mod.render(cfg, with_docs=False, mask=True))

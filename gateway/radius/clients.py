@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from gateway.authz.identify import METHODS
 from gateway.calls import Policy
-from gateway.config import RadiusClientConfig
+from gateway.config import RadiusClientConfig, effective_grant
 from gateway.radius.replies import ReturnCodes
 from gateway.rating.numbers import NumberPlan
 
@@ -61,7 +61,7 @@ class Client:
                 check_secret=c.verify_password,
                 bill_leg=c.bill_leg,
                 hangup=c.coa_port != 0,
-                slices=grant == "slice" and c.coa_port != 0,
+                slices=effective_grant(grant, c) == "slice",
                 overrun_cap=c.overrun == "cap",
             ),
             codes=ReturnCodes(c.return_codes),

@@ -146,3 +146,40 @@ def test_duplicate_client_names() -> None:
     client = {"name": "a", "address": "::1", "secret": "s"}
     with pytest.raises(ConfigError, match="two clients are named 'a'"):
         from_mapping({"radius": {"clients": [client, client]}})
+
+
+def test_config_check_says_which_switches_hold_whole_grants(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        "[[radius.clients]]\n"
+        'name = "with-coa"\naddress = "192.0.2.1"\nsecret = "s1"\ncoa_port = 3799\n'
+        "[[radius.clients]]\n"
+        'name = "without"\naddress = "192.0.2.2"\nsecret = "s2"\n'
+    )
+    assert main(["--config", str(path), "config", "check"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "radius client with-coa: slice grants",
+        "radius client without: whole grants (no coa_port: it cannot be told to hang up)",
+        "configuration OK",
+    ]
+    whole = from_mapping(
+        {
+            "balance": {"grant": "whole"},
+            "radius": {
+                "clients": [
+                    {"name": "with-coa", "address": "192.0.2.1", "secret": "s", "coa_port": 3799}
+                ]
+            },
+        }
+    )
+    assert cfg.grant_notes(whole) == ["radius client with-coa: whole grants"]
+
+
+def test_slice_bounds_are_checked() -> None:
+    with pytest.raises(ConfigError, match="balance.slice_min_s"):
+        from_mapping({"balance": {"slice_min_s": 400, "slice_s": 300}})

@@ -12,7 +12,9 @@
 -- ARGV[5]  1: bill at most limit + grace (the rest is overrun, unbilled); 0: bill it all
 --
 -- A call's limit is its grant, or its held time once it was cut (no further slice
--- could be held and the switch was told to hang up then).
+-- could be held and the switch was told to hang up then). A slice call that ran past
+-- its held time uncut (its extension came late) is limited to what its levels can
+-- cover now, so a capped call never takes a level below its credit limit.
 --
 -- Returns {1, 'OK', costs_json, stream_id, overrun_s}; a repeat returns
 -- {1, 'DUP', costs_json, stream_id, 0} of the first settlement and changes nothing.
@@ -22,7 +24,7 @@
 
 local s = redis.call('HMGET', KEYS[1], 'st', 'holds', 'levels', 'accounts', 'meta',
     'costs', 'stream_id', 'granted', 'answered_at', 'reserved_at', 'held', 'cut', 'exp',
-    'sid', 'sleg')
+    'sid', 'sleg', 'mode')
 if not s[1] then
     return {0, 'UNKNOWN_SESSION', '', '', 0}
 end
@@ -39,8 +41,18 @@ local levels = cjson.decode(s[3])
 local accounts = cjson.decode(s[4])
 local granted = tonumber(s[8])
 local limit = granted
+local held = tonumber(s[11] or granted)
 if s[12] == '1' then
-    limit = tonumber(s[11])
+    limit = held
+elseif s[16] == 'slice' and duration > held then
+    for i = 1, #accounts do
+        local rate = levels[i]
+        if rate[1] == 1 then
+            local own = account_available(accounts[i]) + holds[i]
+            limit = math.min(limit, level_grant(rate, own, granted))
+        end
+    end
+    limit = math.max(limit, held)
 end
 local overrun = math.max(0, duration - limit - tonumber(ARGV[4]))
 local billed_duration = duration

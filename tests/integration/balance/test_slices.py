@@ -436,3 +436,25 @@ async def test_two_workers_admit_exactly_k(
     assert sum(admitted) == 9, admitted
     customer = await redis_client.hgetall(keys.account(root, 1))
     assert (int(customer[b"held"]), int(customer[b"calls"])) == (9 * 60_000, 9)
+
+
+async def test_a_slice_call_past_its_hold_uncut_is_billed_what_is_there(
+    slices: Balance, db_pool: asyncpg.Pool
+) -> None:
+    # Two calls share 3 minutes; neither was extended (no keeper ran) and both Stops
+    # say 150 s. The first is billed in full (the money is there), the second only
+    # what is left of the customer's balance: never below its credit limit (0).
+    tree = await _tree(db_pool, 180_000 + 120_000)
+    refs = [SessionRef(tree.top, f"late{i}") for i in range(2)]
+    for ref in refs:
+        grant = await slices.reserve(
+            ref, tree.chain(), factories.meta(ref.session_key), slice_mode=True
+        )
+        assert isinstance(grant, Grant) and grant.held_s == 60
+        await slices.store.start(ref, time.time() - 150)
+    first = await slices.store.settle(refs[0], 150, CallEnd(disconnect_at=time.time()))
+    assert (first.costs_micros[0], first.overrun_s) == (180_000, 0)
+    second = await slices.store.settle(refs[1], 150, CallEnd(disconnect_at=time.time()))
+    assert (second.costs_micros[0], second.overrun_s) == (120_000, 30)
+    customer = await _state(slices, tree.top, tree.customer)
+    assert (customer["bal"], customer["held"]) == (0, 0)
