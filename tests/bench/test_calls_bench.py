@@ -47,7 +47,9 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
 CUSTOMERS = 100
 
 
-def _step(config: Path, rate: int, env: dict[str, str]) -> dict[str, Any]:
+def _step(
+    config: Path, rate: int, env: dict[str, str], call: tuple[str, ...] = ("--duration", "0:300")
+) -> dict[str, Any]:
     code, report, stderr = run_loadgen(
         config,
         "--setup",
@@ -56,8 +58,7 @@ def _step(config: Path, rate: int, env: dict[str, str]) -> dict[str, Any]:
         str(rate),
         "--seconds",
         str(SECONDS),
-        "--duration",
-        "0:300",
+        *call,
         "--hold-ms",
         "100",
         "--refuse-share",
@@ -114,7 +115,14 @@ def _stop_leftovers(state: Path) -> None:
                 os.kill(pid, signum)
 
 
-def _bench(title: str, config: Path, *, embedded: bool) -> None:
+def _bench(
+    title: str,
+    config: Path,
+    *,
+    embedded: bool,
+    rates: tuple[int, ...] = RATES,
+    call: tuple[str, ...] = ("--duration", "0:300"),
+) -> list[dict[str, Any]]:
     gw = GatewayProcess(config)
     log = gw.start()
     reports = []
@@ -128,8 +136,8 @@ def _bench(title: str, config: Path, *, embedded: bool) -> None:
             env = {**env, "GATEWAY_DATABASE_URL": found.group(1)}
         assert gw.proc is not None
         with CpuSampler(gw.proc.pid) as sampler:
-            for rate in RATES:
-                report = _step(config, rate, env)
+            for rate in rates:
+                report = _step(config, rate, env, call)
                 # What each call cost in CPU, by role, over the window the calls were
                 # placed in: where the machine's two cores go.
                 used = sampler.used(*report["window_unix"])
@@ -163,6 +171,7 @@ def _bench(title: str, config: Path, *, embedded: bool) -> None:
         f"best: {best['calls_per_s']:.0f} calls/s, {best['requests_per_s']:.0f} req/s, "
         f"auth p99 {best['latency']['auth']['p99_ms']:.1f} ms"
     )
+    return reports
 
 
 @pytest.mark.slow
@@ -178,6 +187,32 @@ def test_calls_external_servers(
         acct_port=free_port(),
     )
     _bench("external PostgreSQL and Redis", config, embedded=False)
+
+
+GRANT_RATES = tuple(int(r) for r in os.environ.get("BENCH_GRANT_RATES", "3000").split(","))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grant", ["whole", "slice"])
+def test_calls_by_grant_mode(
+    database_url: str, redis_url: str, keys: Keys, tmp_path: Path, grant: str
+) -> None:
+    """Slice mode next to whole mode: 180 s calls (simulated) with an Interim-Update
+    every 60 s, so slice calls extend their hold twice and settle past it."""
+    config = write_config(
+        tmp_path,
+        database_url=database_url,
+        redis_url=redis_url,
+        key_prefix=keys.prefix,
+        auth_port=free_port(),
+        acct_port=free_port(),
+        # A CoA port makes the switch slice-capable; no call here runs out of money,
+        # so nothing is ever sent to it.
+        client_extra=f"coa_port = {free_port()}",
+        sections=f'[balance]\ngrant = "{grant}"',
+    )
+    call = ("--duration", "180", "--interims", "2")
+    _bench(f"grant = {grant}, 60 s interims", config, embedded=False, rates=GRANT_RATES, call=call)
 
 
 @pytest.mark.slow

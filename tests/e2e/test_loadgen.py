@@ -39,9 +39,12 @@ def write_config(
     key_prefix: str = "gw",
     auth_port: int,
     acct_port: int,
+    client_extra: str = "",
+    sections: str = "",
 ) -> Path:
     """A gateway.toml on loopback ports with one switch: 127.0.0.1, cisco profile.
-    Empty URLs start embedded servers under ``folder/state``."""
+    Empty URLs start embedded servers under ``folder/state``. ``client_extra`` adds
+    keys to the switch's table, ``sections`` whole tables after it."""
     path = folder / "gateway.toml"
     path.write_text(
         f"""
@@ -70,6 +73,8 @@ name = "loadgen"
 address = "127.0.0.1"
 secret = "{SECRET}"
 profile = "cisco"
+{client_extra}
+{sections}
 """,
         encoding="utf-8",
     )

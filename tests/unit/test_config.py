@@ -181,5 +181,5 @@ def test_config_check_says_which_switches_hold_whole_grants(
 
 
 def test_slice_bounds_are_checked() -> None:
-    with pytest.raises(ConfigError, match="balance.slice_min_s"):
+    with pytest.raises(ConfigError, match=r"balance\.slice_min_s"):
         from_mapping({"balance": {"slice_min_s": 400, "slice_s": 300}})
