@@ -16,22 +16,41 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 from gateway import metrics
 from gateway.authz.directory import Directory
-from gateway.authz.identify import METHODS, Caller, Credentials, identify
+from gateway.authz.identify import Caller, identify
 from gateway.authz.reasons import Reason, Refusal
 from gateway.balance.chain import build_chain
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionEnded, SessionExists, SessionRef, UnknownSession
 from gateway.balance.types import CallEnd, CallMeta, Chain, Extended, Settled
-from gateway.rating.numbers import InvalidNumber, NumberPlan, normalize
+from gateway.call_types import (
+    Authorized,
+    CallKey,
+    Credit,
+    Ended,
+    Hangup,
+    LoginAccepted,
+    Party,
+    Policy,
+)
 from gateway.rating.prefix_index import RatingIndex
 from gateway.redisconn import translate_errors
+
+__all__ = [
+    "Authorized",
+    "CallKey",
+    "Calls",
+    "Credit",
+    "Ended",
+    "Hangup",
+    "LoginAccepted",
+    "Party",
+    "Policy",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,122 +62,6 @@ class RateSource(Protocol):
 
 class CommitWaiter(Protocol):
     async def wait_committed(self, stream: str, entry_id: str, timeout_s: float) -> bool: ...
-
-
-# Tells the switch to end a call: given what the front stored to reach it (see
-# ``Calls.answered``), sends a Disconnect-Request or the like; never raises.
-Hangup = Callable[[str], Awaitable[None]]
-
-
-@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
-class CallKey:
-    """A call's identity: the switch (client name), its session id, and the leg.
-
-    ``links``: other ids the switch gives the same call on every request (an
-    ``h323-conf-id``, a ``call-id``), as ``kind:value``; they link an authorization
-    without a session id (or of another leg) to the call's accounting.
-    """
-
-    nas: str
-    session_id: str
-    leg: str = ""
-    links: tuple[str, ...] = ()
-
-    @property
-    def session_key(self) -> str:
-        return f"{self.nas}|{self.session_id}|{self.leg}"
-
-
-@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
-class Party:
-    """Who calls whom, as the front received it (raw numbers, before normalization)."""
-
-    username: str | None = None
-    calling: str | None = None
-    called: str | None = None
-    credentials: Credentials = field(default_factory=Credentials)
-    remote_addr: str = ""
-
-
-MAX_REMEMBERED_NUMBERS = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """Per switch: how numbers are normalized and how callers are identified."""
-
-    plan: NumberPlan = field(default_factory=NumberPlan)
-    order: tuple[str, ...] = METHODS
-    check_secret: bool = True  # False: the switch already authenticated its users
-    bill_leg: str = "any"  # the leg whose accounting is billed: any, answer, originate
-    hangup: bool = False  # the switch can be told to end a call (it has a CoA port)
-    slices: bool = False  # hold a slice at a time (needs hangup), else the whole grant
-    overrun_cap: bool = True  # bill a Stop past its limit only up to the limit
-    # Numbers seen from this switch, normalized: a caller's number comes back on every
-    # request of every call, and each request reads it more than once.
-    numbers: dict[str, str | None] = field(
-        init=False, default_factory=dict, compare=False, repr=False
-    )
-
-    def __post_init__(self) -> None:
-        for method in self.order:
-            if method not in METHODS:
-                raise ValueError(f"unknown identification method {method!r}")
-
-    def bills(self, leg: str) -> bool:
-        """Whether accounting of ``leg`` is billed (a request naming no leg always is)."""
-        return self.bill_leg == "any" or not leg or leg == self.bill_leg
-
-    def number(self, raw: str | None) -> str | None:
-        """``raw`` normalized by the plan; None when empty or not a number."""
-        if not raw:
-            return None
-        numbers = self.numbers
-        try:
-            return numbers[raw]
-        except KeyError:
-            pass
-        value = _normalized(raw, self.plan)
-        if len(numbers) >= MAX_REMEMBERED_NUMBERS:
-            numbers.clear()
-        numbers[raw] = value
-        return value
-
-
-@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
-class Authorized:
-    account_id: int
-    granted_s: int
-    hold_micros: int  # what the customer's level holds (for the held time)
-    currency: str
-    available_micros: int = 0  # the customer's credit left after the hold
-    held_s: int = 0  # the time held: the grant, or a first slice of it
-
-
-@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
-class Credit:
-    """A running call's credit after an accounting request: the time granted and held,
-    and whether the switch must now be told to end it (``hangup`` was called)."""
-
-    granted_s: int
-    held_s: int
-    hung_up: bool = False
-
-
-@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
-class LoginAccepted:
-    """An authorization with no destination: the caller is known, nothing held."""
-
-    account_id: int
-
-
-@dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
-class Ended:
-    """A call's end as recorded: its settlement (None when nothing could be billed)."""
-
-    settled: Settled | None
-    committed: bool  # PostgreSQL has it (else Redis holds it in the stream)
-    reason: str = ""
 
 
 _provisional = itertools.count(1)
@@ -176,15 +79,6 @@ def _count_slice(extended: Extended) -> None:
         metrics.child(metrics.SLICES, "extended").inc()
     if extended.cut:
         metrics.child(metrics.SLICES, "cut").inc()
-
-
-def _normalized(raw: str | None, plan: NumberPlan) -> str | None:
-    if not raw:
-        return None
-    try:
-        return normalize(raw, plan)
-    except InvalidNumber:
-        return None
 
 
 class Calls:
@@ -249,10 +143,8 @@ class Calls:
             await self.balance.store.release(ref)
         account = self.directory.account(caller.account_id)
         currency = account.currency if account is not None else ""
-        log.debug(
-            "call.held",
-            extra={"session": session, "hold_micros": result.holds_micros[0]},
-        )
+        if log.isEnabledFor(logging.DEBUG):  # the hold goes to the log, not to the switch
+            log.debug("call.held", extra={"session": session, "hold": result.holds_micros})
         return Authorized(
             caller.account_id,
             result.granted_s,
@@ -298,14 +190,14 @@ class Calls:
         store = self.balance.store
         try:
             try:
-                granted = await store.start(ref, at, reach)
+                granted, held = await store.answer(ref, at, reach)
             except UnknownSession:
                 if not await self._recover(key, party, policy, ref, at, answered=True, reach=reach):
                     return None
-                granted = await store.start(ref, at, reach)
+                granted, held = await store.answer(ref, at, reach)
         except (UnknownSession, SessionEnded):
             return None
-        return Credit(granted, granted)
+        return Credit(granted, held)
 
     async def interim(
         self,

@@ -142,13 +142,25 @@ async def _demo(runtime: Runtime) -> int:
     return 0
 
 
+def grant_notes(config: Config) -> list[str]:
+    """One line per switch saying how its calls hold money (for ``config check``)."""
+    notes = []
+    for client in config.radius.clients:
+        mode = config_mod.effective_grant(config.balance.grant, client)
+        why = ""
+        if mode != config.balance.grant:
+            why = " (no coa_port: it cannot be told to hang up)"
+        notes.append(f"radius client {client.name}: {mode} grants{why}")
+    return notes
+
+
 def _config_command(args: argparse.Namespace) -> int:
     if args.config_command == "example":
         sys.stdout.write(config_mod.example())
         return 0
     cfg = config_mod.load(args.config)
     if args.config_command == "check":
-        for note in config_mod.grant_notes(cfg):
+        for note in grant_notes(cfg):
             print(note)
         print("configuration OK")
     else:

@@ -530,18 +530,6 @@ def effective_grant(grant: str, client: RadiusClientConfig) -> str:
     return "slice" if grant == "slice" and client.coa_port != 0 else "whole"
 
 
-def grant_notes(config: Config) -> list[str]:
-    """One line per switch saying how its calls hold money (for ``config check``)."""
-    notes = []
-    for client in config.radius.clients:
-        mode = effective_grant(config.balance.grant, client)
-        why = ""
-        if mode != config.balance.grant:
-            why = " (no coa_port: it cannot be told to hang up)"
-        notes.append(f"radius client {client.name}: {mode} grants{why}")
-    return notes
-
-
 def find_config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
     """The file to read: the explicit one, ``$GATEWAY_CONFIG``, or the first default found."""
     chosen = explicit or env.get(CONFIG_ENV)

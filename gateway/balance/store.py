@@ -120,20 +120,25 @@ class BalanceStore:
         return Refusal(from_script(code_text), account_id=account, level=max(index, 0))
 
     async def start(self, ref: SessionRef, answered_at: float, reach: str = "") -> int:
-        """Mark the call answered; return the granted seconds from the answer time.
+        """Mark the call answered; return the granted seconds from the answer time."""
+        granted, _held = await self.answer(ref, answered_at, reach)
+        return granted
+
+    async def answer(self, ref: SessionRef, answered_at: float, reach: str = "") -> tuple[int, int]:
+        """Mark the call answered; return (granted, held) seconds from the answer time.
 
         ``reach`` is what the front needs to tell the switch to hang up (kept with
         the call for the slice keeper)."""
         session, due = self._session_keys(ref)
         shard = self.keys.shard_of(ref.root_id)
-        ok, code, granted, _held = await self.pipeliner.call(
+        ok, code, granted, held = await self.pipeliner.call(
             "start",
             (session, due, self.keys.slices(shard)),
             (int(answered_at), self.config.hold_margin_s, self.config.slice_lead_s, reach),
         )
         if int(ok) != 1:
             self._raise_for(_text(code))
-        return int(granted)
+        return int(granted), int(held)
 
     async def extend(
         self, ref: SessionRef, may_grow: bool, now: float | None = None, elapsed_s: int = -1

@@ -151,7 +151,7 @@ def test_duplicate_client_names() -> None:
 def test_config_check_says_which_switches_hold_whole_grants(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from gateway.cli import main
+    from gateway.cli import grant_notes, main
 
     path = tmp_path / "gateway.toml"
     path.write_text(
@@ -177,7 +177,7 @@ def test_config_check_says_which_switches_hold_whole_grants(
             },
         }
     )
-    assert cfg.grant_notes(whole) == ["radius client with-coa: whole grants"]
+    assert grant_notes(whole) == ["radius client with-coa: whole grants"]
 
 
 def test_slice_bounds_are_checked() -> None:

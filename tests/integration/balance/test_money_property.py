@@ -1,7 +1,8 @@
 """Property: whatever the interleaving, money is conserved to the micro-unit.
 
-Random interleavings of reserve / start / settle / release / refill / transfer over
-a 3-level wholesale chain with many concurrent sessions. Throughout, no level's
+Random interleavings of reserve / start / extend / settle / release / refill /
+transfer over a 3-level wholesale chain with many concurrent sessions, in either
+grant mode (whole holds, or slices extended while calls run). Throughout, no level's
 available money (balance + credit limit - held) goes below zero, so no balance goes
 below minus its credit limit. At the end, after the committer drained the streams,
 PostgreSQL balances equal opening - settled costs + credits, the ledger sums to
@@ -35,6 +36,7 @@ _examples = itertools.count()
 op = st.one_of(
     st.tuples(st.just("reserve"), st.integers(0, 5)),
     st.tuples(st.just("start"), st.integers(0, 5)),
+    st.tuples(st.just("extend"), st.integers(0, 5), st.integers(0, 400)),
     st.tuples(st.just("settle"), st.integers(0, 5), st.integers(0, 400)),
     st.tuples(st.just("release"), st.integers(0, 5)),
     st.tuples(st.just("refill"), st.integers(0, 2), st.integers(1, 300_000)),
@@ -50,7 +52,7 @@ def money_keys(redis_namespace: str) -> Keys:
 
 
 @settings(
-    max_examples=25,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -59,6 +61,7 @@ def money_keys(redis_namespace: str) -> Keys:
     opening=st.tuples(st.integers(0, 600_000), st.integers(0, 900_000), st.integers(0, 1_200_000)),
     limits=st.tuples(st.integers(0, 100_000), st.integers(0, 100_000), st.integers(0, 100_000)),
     final_seconds=st.lists(st.integers(0, 400), min_size=6, max_size=6),
+    slice_mode=st.booleans(),
 )
 async def test_money_is_conserved(
     redis_client: aioredis.Redis,
@@ -68,10 +71,12 @@ async def test_money_is_conserved(
     opening: tuple[int, int, int],
     limits: tuple[int, int, int],
     final_seconds: list[int],
+    slice_mode: bool,
 ) -> None:
     example = next(_examples)
     keys = money_keys
-    balance = Balance(BalanceConfig(max_call_s=300), redis_client, db_pool, keys)
+    config = BalanceConfig(max_call_s=300, slice_min_s=60, slice_s=120)
+    balance = Balance(config, redis_client, db_pool, keys)
     await balance.pipeliner.load()
     async with db_pool.acquire() as conn:
         tree = await factories.tree(
@@ -98,7 +103,9 @@ async def test_money_is_conserved(
         kind = operation[0]
         if kind == "reserve":
             s = int(operation[1])  # type: ignore[call-overload]
-            result = await balance.reserve(ref(s), chain, factories.meta(f"p{example}-{s}"))
+            result = await balance.reserve(
+                ref(s), chain, factories.meta(f"p{example}-{s}"), slice_mode=slice_mode
+            )
             if isinstance(result, Grant):
                 granted[s] = result.granted_s
             else:
@@ -106,6 +113,10 @@ async def test_money_is_conserved(
         elif kind == "start":
             with _maybe():
                 await balance.store.start(ref(int(operation[1])), time.time())  # type: ignore[call-overload]
+        elif kind == "extend":
+            s, elapsed = int(operation[1]), int(operation[2])  # type: ignore[call-overload]
+            with _maybe():
+                await balance.store.extend(ref(s), True, elapsed_s=elapsed)
         elif kind == "settle":
             s, seconds = int(operation[1]), int(operation[2])  # type: ignore[call-overload]
             if s not in granted:
