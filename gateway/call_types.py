@@ -30,6 +30,14 @@ class CallKey:
     session_id: str
     leg: str = ""
     links: tuple[str, ...] = ()
+    # Reads ``links`` from the request when first needed (most calls never need them).
+    find_links: Callable[[], tuple[str, ...]] | None = None
+
+    def all_links(self) -> tuple[str, ...]:
+        if not self.links and self.find_links is not None:
+            self.links = self.find_links()
+            self.find_links = None
+        return self.links
 
     @property
     def session_key(self) -> str:

@@ -161,7 +161,7 @@ class Calls:
         in), most telling first, each with its lifetime (s)."""
         config = self.balance.store.config
         keys = self.balance.store.keys
-        ids = list(key.links)
+        ids = list(key.all_links())
         if key.session_id:
             ids.insert(0, f"{LINK_BY_SESSION}:{key.session_id}")
         found = [(keys.link(root_id, key.nas, i), config.setup_timeout_s) for i in ids]

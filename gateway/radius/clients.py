@@ -27,7 +27,6 @@ class Client:
     network: IPNetwork
     profile: str
     require_message_authenticator: bool
-    bill_leg: str
     coa_port: int
     policy: Policy
     codes: ReturnCodes
@@ -53,7 +52,6 @@ class Client:
             network=ipaddress.ip_network(c.address, strict=False),
             profile=c.profile,
             require_message_authenticator=c.require_message_authenticator,
-            bill_leg=c.bill_leg,
             coa_port=c.coa_port,
             policy=Policy(
                 plan=plan,

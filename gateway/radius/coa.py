@@ -57,18 +57,13 @@ def parse_reach(text: str) -> tuple[str, str, list[tuple[str, str | int]]]:
         raise ValueError(f"unreadable hang-up target {text!r}: {exc}") from exc
 
 
-async def send_disconnect(client: Client, addr: tuple[Any, ...], request: Packet) -> str:
-    """Ask the switch at ``addr`` (its CoA port) to end the call of ``request``.
+async def send_disconnect(
+    client: Client, address: str, attributes: list[tuple[str, str | int]]
+) -> str:
+    """Ask the switch at ``address`` (its CoA port) to end the call ``attributes`` name.
 
     Returns the answer: ``ack``, ``nak`` or ``timeout`` (counted per client).
     """
-    return await send_disconnect_for(client, str(addr[0]), identity(request))
-
-
-async def send_disconnect_for(
-    client: Client, address: str, attributes: list[tuple[str, str | int]]
-) -> str:
-    """Ask the switch at ``address`` (its CoA port) to end the call ``attributes`` name."""
     identifier = os.urandom(1)[0]
     datagram = encode_request(PacketCode.DISCONNECT_REQUEST, identifier, attributes, client.secret)
     answer = "timeout"
@@ -104,7 +99,7 @@ async def send_disconnect_for(
 def disconnect_later(client: Client, address: str, attributes: list[tuple[str, str | int]]) -> None:
     """Send a Disconnect-Request in the background when the client has a CoA port."""
     if client.coa_port:
-        task = asyncio.create_task(send_disconnect_for(client, address, attributes))
+        task = asyncio.create_task(send_disconnect(client, address, attributes))
         _background.add(task)
         task.add_done_callback(_background.discard)
 

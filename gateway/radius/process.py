@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from gateway import metrics
@@ -107,7 +108,12 @@ class RadiusProcess:
         party = _party(facts, self._credentials(packet, client), addr)
         # Only Acct-Session-Id names the session here: a conference or call id links
         # the hold to the accounting, which may name the session otherwise.
-        key = CallKey(client.name, facts.accounting_id or "", facts.leg, facts.links)
+        key = CallKey(
+            client.name,
+            facts.accounting_id or "",
+            facts.leg,
+            find_links=partial(profile.links, packet),
+        )
         decision = await self.calls.authorize(key, party, client.policy)
         if isinstance(decision, Refusal):
             metrics.child(metrics.AUTHZ_DECISIONS, decision.reason.value).inc()
@@ -180,7 +186,8 @@ class RadiusProcess:
         now: float,
     ) -> bool:
         assert facts.session_id is not None
-        key = CallKey(client.name, facts.session_id, facts.leg, facts.links)
+        links = partial(PROFILES[client.profile].links, packet)
+        key = CallKey(client.name, facts.session_id, facts.leg, find_links=links)
         party = _party(facts, NO_CREDENTIALS, addr)
         reported = packet.get_int("Acct-Session-Time")
         elapsed = reported or 0

@@ -120,7 +120,6 @@ class CallFacts:
     disconnect_at: float | None = None
     cause: str = ""
     accounting_id: str | None = None  # Acct-Session-Id itself (session_id may fall back)
-    links: tuple[str, ...] = ()  # other ids of the call: conf:<h323-conf-id>, callid:<id>
 
 
 class Profile:
@@ -149,6 +148,12 @@ class Profile:
         del available_micros, currency
         return [("Session-Timeout", granted_s)]
 
+    def links(self, packet: Packet) -> tuple[str, ...]:
+        """The call's other ids in ``packet`` (``kind:value``), which link a hold to
+        the call's accounting; read only when a hold must be found by them."""
+        del packet
+        return ()
+
     def login_accept(self) -> list[tuple[str, str | int]]:
         return []
 
@@ -164,18 +169,16 @@ class CiscoProfile(Profile):
 
     def facts(self, packet: Packet) -> CallFacts:
         accounting_id = _str(packet, "Acct-Session-Id")
-        conf_id = _cisco_value(_str(packet, "h323-conf-id"), "h323-conf-id")
-        call_id = avpair(packet, "call-id")
-        session = accounting_id or conf_id or call_id
-        links = ((f"conf:{conf_id}",) if conf_id else ()) + (
-            (f"callid:{call_id}",) if call_id else ()
+        session = (
+            accounting_id
+            or _cisco_value(_str(packet, "h323-conf-id"), "h323-conf-id")
+            or avpair(packet, "call-id")
         )
         leg = _cisco_value(_str(packet, "h323-call-origin"), "h323-call-origin") or ""
         cause = _cisco_value(_str(packet, "h323-disconnect-cause"), "h323-disconnect-cause")
         return CallFacts(
             session_id=session,
             accounting_id=accounting_id,
-            links=links,
             leg=leg,
             username=_str(packet, "User-Name"),
             calling=_str(packet, "Calling-Station-Id"),
@@ -198,6 +201,13 @@ class CiscoProfile(Profile):
             ("h323-billing-model", "h323-billing-model=1"),  # 1: debit (prepaid)
             ("Session-Timeout", granted_s),
         ]
+
+    def links(self, packet: Packet) -> tuple[str, ...]:
+        conf_id = _cisco_value(_str(packet, "h323-conf-id"), "h323-conf-id")
+        call_id = avpair(packet, "call-id")
+        return ((f"conf:{conf_id}",) if conf_id else ()) + (
+            (f"callid:{call_id}",) if call_id else ()
+        )
 
     def login_accept(self) -> list[tuple[str, str | int]]:
         return [("h323-return-code", "h323-return-code=0")]

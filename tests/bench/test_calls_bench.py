@@ -190,6 +190,7 @@ def test_calls_external_servers(
 
 
 GRANT_RATES = tuple(int(r) for r in os.environ.get("BENCH_GRANT_RATES", "3000").split(","))
+GRANT_INTERIMS = int(os.environ.get("BENCH_GRANT_INTERIMS", "2"))
 
 
 @pytest.mark.slow
@@ -198,7 +199,8 @@ def test_calls_by_grant_mode(
     database_url: str, redis_url: str, keys: Keys, tmp_path: Path, grant: str
 ) -> None:
     """Slice mode next to whole mode: 180 s calls (simulated) with an Interim-Update
-    every 60 s, so slice calls extend their hold twice and settle past it."""
+    every 60 s (BENCH_GRANT_INTERIMS=2, the default; 0 for Start and Stop only), so
+    slice calls extend their hold as they run."""
     config = write_config(
         tmp_path,
         database_url=database_url,
@@ -211,8 +213,9 @@ def test_calls_by_grant_mode(
         client_extra=f"coa_port = {free_port()}",
         sections=f'[balance]\ngrant = "{grant}"',
     )
-    call = ("--duration", "180", "--interims", "2")
-    _bench(f"grant = {grant}, 60 s interims", config, embedded=False, rates=GRANT_RATES, call=call)
+    call = ("--duration", "180", "--interims", str(GRANT_INTERIMS))
+    title = f"grant = {grant}, {GRANT_INTERIMS} interims per 180 s call"
+    _bench(title, config, embedded=False, rates=GRANT_RATES, call=call)
 
 
 @pytest.mark.slow

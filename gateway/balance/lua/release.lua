@@ -8,7 +8,7 @@
 -- Returns {1, 'OK'}; a repeat returns {1, 'DUP'}. {0, 'UNKNOWN_SESSION'} when
 -- there is no reservation, {0, 'SESSION_ENDED'} when it was settled.
 
-local s = redis.call('HMGET', KEYS[1], 'st', 'holds', 'levels', 'accounts', 'exp')
+local s = redis.call('HMGET', KEYS[1], 'st', 'holds', 'levels', 'accounts', 'exp', 'mode')
 if not s[1] then
     return {0, 'UNKNOWN_SESSION'}
 end
@@ -32,6 +32,8 @@ if s[5] then
 end
 redis.call('HSET', KEYS[1], 'st', 'released')
 redis.call('ZREM', KEYS[2], KEYS[1])
-redis.call('ZREM', KEYS[3], KEYS[1])
+if s[6] == 'slice' then
+    redis.call('ZREM', KEYS[3], KEYS[1])
+end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 return {1, 'OK'}

@@ -46,6 +46,7 @@ local levels = cjson.decode(ARGV[4])
 local slice_min = tonumber(ARGV[6])
 local n = #KEYS - 2
 local granted = max_call
+local customer_available = 0
 
 for i = 1, n do
     local key = KEYS[i + 2]
@@ -63,6 +64,9 @@ for i = 1, n do
     local rate = levels[i]
     if rate[1] == 1 then
         local available = tonumber(a[4]) + tonumber(a[5]) - tonumber(a[6])
+        if i == 1 then
+            customer_available = available
+        end
         local level_max = level_grant(rate, available, max_call)
         if level_max <= 0 then
             if i > 1 then
@@ -122,4 +126,4 @@ if ARGV[8] ~= '' then
     redis.call('HSET', KEYS[1], 'links', ARGV[8])
 end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), KEYS[1])
-return {1, 'OK', 0, granted, holds_json, held, account_available(KEYS[3])}
+return {1, 'OK', 0, granted, holds_json, held, customer_available - holds[1]}

@@ -76,8 +76,8 @@ end
 if s[13] then
     redis.call('HINCRBY', accounts[#accounts], 'exp', 0 - tonumber(s[13]))
 end
-if duration > 0 then
-    -- The customer's average answered call (1/8 weight per call): the next first slice.
+if duration > 0 and s[16] == 'slice' then
+    -- The customer's average answered call (1/8 weight per call): its next first slice.
     local average = tonumber(redis.call('HGET', accounts[1], 'avgd') or duration)
     redis.call('HSET', accounts[1], 'avgd', math.floor((7 * average + duration) / 8))
 end
@@ -94,6 +94,8 @@ end
 local id = append_settlement(KEYS[3], call, s[5], ARGV[2])
 redis.call('HSET', KEYS[1], 'st', 'settled', 'costs', costs_json, 'stream_id', id)
 redis.call('ZREM', KEYS[2], KEYS[1])
-redis.call('ZREM', KEYS[4], KEYS[1])
+if s[16] == 'slice' then
+    redis.call('ZREM', KEYS[4], KEYS[1])
+end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return {1, 'OK', costs_json, id, overrun}
