@@ -25,7 +25,15 @@ from gateway.radius.codec import (
 )
 from gateway.rating.money import format_money
 from tests import factories
-from tests.e2e.conftest import COA_PORT, SECRET, Customer, Gateway, gateway_config, running
+from tests.e2e.conftest import (
+    COA_PORT,
+    SECRET,
+    Customer,
+    Gateway,
+    gateway_config,
+    require_radclient,
+    running,
+)
 from tests.e2e.test_radius_radclient import radclient
 
 DEMO_CLIENT = {
@@ -364,3 +372,80 @@ async def test_credit_amount_is_the_credit_left(gateway: Gateway) -> None:
     assert code == 0, out
     # 10.00 grants the longest call, 7200 s at 0.06/min, holding 7.20.
     assert f'h323-credit-amount = "h323-credit-amount={format_money(2_800_000)}"' in out, out
+
+
+async def _radclient_many(port: int, kind: str, requests: list[str]) -> str:
+    """One radclient sending every request at once (-p), each retried as a switch would."""
+    proc = await asyncio.create_subprocess_exec(
+        require_radclient(),
+        "-x",
+        "-p",
+        str(len(requests)),
+        "-r",
+        "3",
+        "-t",
+        "3",
+        f"127.0.0.1:{port}",
+        kind,
+        SECRET,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate("\n\n".join(requests).encode()), 60)
+    return out.decode(errors="replace")
+
+
+@pytest.mark.parametrize("coa", [True, False], ids=["slice", "whole"])
+async def test_ten_concurrent_calls_on_twenty_minutes(
+    database_url: str,
+    redis_url: str,
+    keys: Keys,
+    tmp_path: Path,
+    db_pool: asyncpg.Pool,
+    coa: bool,
+) -> None:
+    switch = {"name": "switch", "address": "127.0.0.1", "secret": SECRET, "profile": "cisco"}
+    if coa:
+        switch["coa_port"] = COA_PORT
+    config = gateway_config(database_url, redis_url, keys, str(tmp_path), clients=[switch])
+    async with running(config, db_pool) as gw:
+        c = await _customer(gw, 1_200_000)  # 20 minutes at 0.06/min
+        common = (
+            f'User-Name = "{c.extension}", Calling-Station-Id = "{c.caller_id}", '
+            'Called-Station-Id = "4930123456"'
+        )
+        sessions = [f"ten-{c.account_id}-{i}" for i in range(10)]
+        out = await _radclient_many(
+            gw.auth_port,
+            "auth",
+            [
+                f'{common}, Acct-Session-Id = "{s}", User-Password = "{c.password}", '
+                "Message-Authenticator = 0x00"
+                for s in sessions
+            ],
+        )
+        accepted, rejected = (
+            out.count("Received Access-Accept"),
+            out.count("Received Access-Reject"),
+        )
+        account = await _account(gw, c)
+        if not coa:
+            # Whole mode, as before: the first call holds all twenty minutes.
+            assert (accepted, rejected) == (1, 9), out
+            assert (account["calls"], account["held"]) == (1, 1_200_000)
+            return
+        assert (accepted, rejected) == (10, 0), out
+        assert (account["calls"], account["held"]) == (10, 600_000)  # one 60 s slice each
+        stops = [
+            f'{common}, Acct-Session-Id = "{s}", Acct-Status-Type = Stop, Acct-Session-Time = 60'
+            for s in sessions
+        ]
+        out = await _radclient_many(gw.acct_port, "acct", stops)
+        assert out.count("Received Accounting-Response") == 10, out
+        rows = await _cdrs(gw, c)
+        assert [r["cost_micros"] for r in rows] == [60_000] * 10
+    balance = await db_pool.fetchval(
+        "SELECT balance_micros FROM accounts WHERE id = $1", c.account_id
+    )
+    assert balance == 600_000
