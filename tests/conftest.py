@@ -12,7 +12,7 @@ import os
 import secrets
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,7 +22,8 @@ import redis
 import redis.asyncio as aioredis
 
 from gateway.agents.context import ManagementContext
-from gateway.config import Config, from_mapping
+from gateway.balance.service import Balance
+from gateway.config import BalanceConfig, Config, from_mapping
 from gateway.db import migrate
 from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
 from gateway.keys import Keys
@@ -167,6 +168,28 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+MakeBalance = Callable[..., Awaitable[Balance]]
+
+
+@pytest.fixture
+async def make_balance(
+    redis_client: aioredis.Redis, db_pool: asyncpg.Pool, keys: Keys
+) -> AsyncIterator[MakeBalance]:
+    """Builds balance services on the shared Redis client (scripts loaded), and gives
+    their pipelines' connections back at the end: the shared pool is bounded."""
+    made: list[Balance] = []
+
+    async def make(config: BalanceConfig | None = None, on_keys: Keys | None = None) -> Balance:
+        service = Balance(config or BalanceConfig(), redis_client, db_pool, on_keys or keys)
+        made.append(service)
+        await service.pipeliner.load()
+        return service
+
+    yield make
+    for service in made:
+        await service.stop()
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ from gateway.calls import Party, Policy
 from gateway.db.listener import NotifyListener
 from gateway.db.pool import translate_errors
 from gateway.db.routes import CHANNEL, RELOAD_ALL, load_tables
-from gateway.rating.numbers import InvalidNumber, NumberPlan, normalize
 from gateway.routes import Gateway, RouteIndex, ordered
 
 log = logging.getLogger(__name__)
@@ -154,15 +153,6 @@ class RouteSource(Protocol):
     def index(self) -> RouteIndex: ...
 
 
-def _normalized(raw: str | None, plan: NumberPlan) -> str | None:
-    if not raw:
-        return None
-    try:
-        return normalize(raw, plan)
-    except InvalidNumber:
-        return None
-
-
 class Router:
     """Routes calls over the directory and the routes; see the module docstring."""
 
@@ -179,7 +169,7 @@ class Router:
         account_id = self._caller(party, policy)
         if account_id is None:
             return None
-        number = _normalized(party.called, policy.plan)
+        number = policy.number(party.called)
         account = self.directory.account(account_id)
         if number is None or account is None:
             return Route(number or "", ())
@@ -196,7 +186,7 @@ class Router:
         caller = identify(
             self.directory,
             username=party.username,
-            caller_number=_normalized(party.calling or party.username, policy.plan),
+            caller_number=policy.number(party.calling or party.username),
             credentials=Credentials(),
             order=policy.order,
             accounting=True,

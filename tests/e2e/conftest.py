@@ -49,12 +49,23 @@ class Gateway:
     auth_port: int
     acct_port: int
 
-    async def customer(self, balance: int = 10_000_000, agent_balance: int = 10**9) -> Customer:
-        """A customer under a wholesale agent, rated for 49 (0.06/min, agent 0.03/min)."""
+    async def customer(
+        self,
+        balance: int = 10_000_000,
+        agent_balance: int = 10**9,
+        increments: tuple[int, int] = (60, 60),
+    ) -> Customer:
+        """A customer under a wholesale agent, rated for 49 (0.06/min, agent 0.03/min),
+        both billed in ``increments`` (first, next)."""
         n = next(_seq)
+        first, step = increments
         async with self.pool.acquire() as conn:
-            retail = await factories.rate_group(conn, [factories.rate(60_000, prefix="49")])
-            wholesale = await factories.rate_group(conn, [factories.rate(30_000, prefix="49")])
+            retail = await factories.rate_group(
+                conn, [factories.rate(60_000, first, step, prefix="49")]
+            )
+            wholesale = await factories.rate_group(
+                conn, [factories.rate(30_000, first, step, prefix="49")]
+            )
             agent = await factories.account(
                 conn, kind="agent", mode="wholesale", balance=agent_balance, rate_group_id=wholesale
             )

@@ -24,7 +24,6 @@ from gateway.radius.codec import (
     encode_request,
 )
 from gateway.rating.money import format_money
-from tests import factories
 from tests.e2e.conftest import (
     COA_PORT,
     SECRET,
@@ -84,37 +83,6 @@ async def credit_gateway(
         yield gw
 
 
-async def _customer(gw: Gateway, balance: int, *, per_second: bool = False) -> Customer:
-    """A customer under a rich wholesale agent, rated for 49 at 0.06/min (1/1
-    increments when ``per_second``, else 60/60)."""
-    first, step = (1, 1) if per_second else (60, 60)
-    async with gw.pool.acquire() as conn:
-        retail = await factories.rate_group(
-            conn, [factories.rate(60_000, first, step, prefix="49")]
-        )
-        wholesale = await factories.rate_group(
-            conn, [factories.rate(30_000, first, step, prefix="49")]
-        )
-        agent = await factories.account(
-            conn, kind="agent", mode="wholesale", balance=10**9, rate_group_id=wholesale
-        )
-        customer = await factories.account(
-            conn, parent=agent, balance=balance, rate_group_id=retail
-        )
-        extension = f"cc{customer}"
-        caller_id = f"4420{customer:08d}"
-        await conn.execute(
-            "INSERT INTO extensions (account_id, username, secret) VALUES ($1, $2, 'pw-cc')",
-            customer,
-            extension,
-        )
-        await conn.execute(
-            "INSERT INTO caller_ids (account_id, number) VALUES ($1, $2)", customer, caller_id
-        )
-    await gw.seen(extension, retail)
-    return Customer(customer, agent, extension, "pw-cc", caller_id)
-
-
 async def _account(gw: Gateway, c: Customer) -> dict[str, int]:
     assert gw.path.balance is not None
     raw = await gw.path.balance.pipeliner.client.hgetall(
@@ -144,7 +112,7 @@ async def test_the_demo_radclient_lines_take_the_reserved_path(
 ) -> None:
     config = gateway_config(database_url, redis_url, keys, str(tmp_path), clients=[DEMO_CLIENT])
     async with running(config, db_pool) as gw:
-        c = await _customer(gw, 10_000_000)
+        c = await gw.customer(10_000_000)
         await db_pool.execute(
             "UPDATE accounts SET max_concurrent_calls = 2 WHERE id = $1", c.account_id
         )
@@ -197,7 +165,7 @@ async def test_a_slice_call_is_hung_up_when_its_held_time_runs_out(
     credit_gateway: Gateway,
 ) -> None:
     gw = credit_gateway
-    c = await _customer(gw, 6_000, per_second=True)  # six seconds at 0.06/min
+    c = await gw.customer(6_000, increments=(1, 1))  # six seconds at 0.06/min
     secret = SECRET.encode()
     calls = {"A": f"slice-a-{c.account_id}", "B": f"slice-b-{c.account_id}"}
 
@@ -268,7 +236,7 @@ async def test_a_slice_call_is_hung_up_when_its_held_time_runs_out(
 
 async def test_a_call_never_answered_gives_its_hold_back(credit_gateway: Gateway) -> None:
     gw = credit_gateway
-    c = await _customer(gw, 1_000_000)
+    c = await gw.customer(1_000_000)
     with _udp("127.0.0.4") as nas:
         accept = await _ask(
             gw,
@@ -322,7 +290,7 @@ async def test_the_billed_leg_takes_the_hold_of_the_other_legs_authorization(
     credit_gateway: Gateway,
 ) -> None:
     gw = credit_gateway
-    c = await _customer(gw, 10_000_000)
+    c = await gw.customer(10_000_000)
     conf = f"conf-{c.account_id}"
 
     def leg(origin: str, session: str, extra: str) -> str:
@@ -410,7 +378,7 @@ async def test_ten_concurrent_calls_on_twenty_minutes(
         switch["coa_port"] = COA_PORT
     config = gateway_config(database_url, redis_url, keys, str(tmp_path), clients=[switch])
     async with running(config, db_pool) as gw:
-        c = await _customer(gw, 1_200_000)  # 20 minutes at 0.06/min
+        c = await gw.customer(1_200_000)  # 20 minutes at 0.06/min
         common = (
             f'User-Name = "{c.extension}", Calling-Station-Id = "{c.caller_id}", '
             'Called-Station-Id = "4930123456"'

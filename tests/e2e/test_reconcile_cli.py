@@ -9,10 +9,9 @@ import sys
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway.balance.service import Balance
-from gateway.config import BalanceConfig
 from gateway.keys import Keys
 from tests import factories
+from tests.conftest import MakeBalance
 
 
 async def _gateway(*args: str, env: dict[str, str]) -> tuple[int, str]:
@@ -35,9 +34,9 @@ async def test_reconcile_reports_then_repairs(
     keys: Keys,
     db_pool: asyncpg.Pool,
     redis_client: aioredis.Redis,
+    make_balance: MakeBalance,
 ) -> None:
-    balance = Balance(BalanceConfig(), redis_client, db_pool, keys)
-    await balance.pipeliner.load()
+    balance = await make_balance()
     async with db_pool.acquire() as conn:
         account = await factories.account(conn, kind="agent", mode="transfer", balance=5_000_000)
     await balance.mirror.load([account])

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 from gateway.authz.directory import Directory
 from gateway.authz.identify import Credentials
@@ -17,10 +16,10 @@ from gateway.balance.service import Balance
 from gateway.calls import Calls, Party, Policy
 from gateway.config import BalanceConfig
 from gateway.db.rates import load_index
-from gateway.keys import Keys
 from gateway.rating.numbers import NumberPlan
 from gateway.rating.prefix_index import RatingIndex
 from tests import factories
+from tests.conftest import MakeBalance
 
 _seq = itertools.count(1)
 UK = Policy(plan=NumberPlan(country_code="44", international_prefixes=("00",)))
@@ -44,7 +43,7 @@ class World:
 
 @pytest.fixture
 async def world(
-    db_pool: asyncpg.Pool, database_url: str, redis_client: aioredis.Redis, keys: Keys
+    db_pool: asyncpg.Pool, database_url: str, make_balance: MakeBalance
 ) -> AsyncIterator[World]:
     n = next(_seq)
     async with db_pool.acquire() as conn:
@@ -73,8 +72,7 @@ async def world(
             "INSERT INTO caller_ids (account_id, number) VALUES ($1, $2)", customer, caller_id
         )
         index = await load_index(conn)
-    balance = Balance(BalanceConfig(max_call_s=3600), redis_client, db_pool, keys)
-    await balance.pipeliner.load()
+    balance = await make_balance(BalanceConfig(max_call_s=3600))
     directory = Directory(db_pool, database_url)
     await directory.start()
     try:

@@ -38,10 +38,11 @@ async def tree(db_pool: asyncpg.Pool) -> Tree:
 
 
 @pytest.fixture
-async def switch(redis_client: aioredis.Redis, keys: Keys, tree: Tree) -> Switch:
+async def switch(redis_client: aioredis.Redis, keys: Keys, tree: Tree) -> AsyncIterator[Switch]:
     s = Switch(redis_client, keys)
     await s.load(tree)
-    return s
+    yield s
+    await s.pipeliner.close()  # the shared client's pool is bounded
 
 
 def committer(
@@ -439,9 +440,12 @@ async def test_every_shard_is_drained(
     trees = [await make_tree(db_pool, customers=1) for _ in range(4)]
     switch = Switch(redis_client, sharded)
     everything: list[tuple[Tree, Calls]] = []
-    for i, tree in enumerate(trees):
-        await switch.load(tree)
-        everything.append((tree, await switch.many(tree, f"{keys.prefix}-{i}", 40)))
+    try:
+        for i, tree in enumerate(trees):
+            await switch.load(tree)
+            everything.append((tree, await switch.many(tree, f"{keys.prefix}-{i}", 40)))
+    finally:
+        await switch.pipeliner.close()
     assert len({sharded.shard_of(t.wholesale) for t in trees}) > 1
     worker = committer(redis_client, db_pool, sharded, config=CommitterConfig(batch_size=64))
     assert await worker.process_available() == 4 * 40

@@ -108,6 +108,7 @@ async def test_sigkilled_committer_loses_and_doubles_nothing(
         await asyncio.sleep(0.1)
     else:
         pytest.fail("stream not drained within 30 s")
+    await switch.pipeliner.close()  # the shared client's pool is bounded
     proc.send_signal(signal.SIGTERM)
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0

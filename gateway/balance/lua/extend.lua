@@ -41,25 +41,11 @@ if s[8] ~= 'slice' then
     if ARGV[4] ~= '1' then
         return {1, 'OK', granted, 0, granted, 0, 0}
     end
-    local longest = tonumber(ARGV[3])
-    for i = 1, #accounts do
-        local rate = levels[i]
-        if rate[1] == 1 then
-            local own = account_available(accounts[i]) + holds[i]
-            longest = math.min(longest, level_grant(rate, own, tonumber(ARGV[3])))
-        end
-    end
+    local longest = chain_reach(levels, accounts, holds, tonumber(ARGV[3]))
     if longest <= granted then
         return {1, 'OK', granted, 0, granted, 0, 0}
     end
-    for i = 1, #accounts do
-        local rate = levels[i]
-        if rate[1] == 1 then
-            local hold = call_cost(rate, longest)
-            redis.call('HINCRBY', accounts[i], 'held', hold - holds[i])
-            holds[i] = hold
-        end
-    end
+    hold_for(levels, accounts, holds, longest)
     local since = tonumber(s[6] or s[7])
     redis.call('HSET', KEYS[1], 'granted', longest, 'held', longest, 'holds', cjson.encode(holds))
     redis.call('ZADD', KEYS[2], since + longest + tonumber(ARGV[2]), KEYS[1])
@@ -81,27 +67,12 @@ local grew, cut, steps = 0, 0, 0
 while held < granted and held <= need and steps < 64 do
     steps = steps + 1
     local step = math.min(largest, math.max(2 * slice, 1))
-    local target = slice_cover(levels, held + step, granted)
-    local reach = target
-    for i = 1, #accounts do
-        local rate = levels[i]
-        if rate[1] == 1 then
-            local own = account_available(accounts[i]) + holds[i]
-            reach = math.min(reach, level_grant(rate, own, target))
-        end
-    end
+    local reach = chain_reach(levels, accounts, holds, slice_cover(levels, held + step, granted))
     if reach <= held then
         cut = 1
         break
     end
-    for i = 1, #accounts do
-        local rate = levels[i]
-        if rate[1] == 1 then
-            local hold = call_cost(rate, reach)
-            redis.call('HINCRBY', accounts[i], 'held', hold - holds[i])
-            holds[i] = hold
-        end
-    end
+    hold_for(levels, accounts, holds, reach)
     held, slice, grew = reach, step, 1
 end
 

@@ -116,6 +116,33 @@ local function account_available(key)
     return tonumber(v[1]) + tonumber(v[2]) - tonumber(v[3])
 end
 
+-- The longest time (capped at cap_s) every charged level of a running call can
+-- cover with what it holds for the call plus what it has available: the least.
+local function chain_reach(levels, accounts, holds, cap_s)
+    local reach = cap_s
+    for i = 1, #accounts do
+        local rate = levels[i]
+        if rate[1] == 1 then
+            local own = account_available(accounts[i]) + holds[i]
+            reach = math.min(reach, level_grant(rate, own, cap_s))
+        end
+    end
+    return reach
+end
+
+-- Hold `seconds` of a running call on every charged level: each level's held
+-- money moves by the difference to what it held; `holds` is updated in place.
+local function hold_for(levels, accounts, holds, seconds)
+    for i = 1, #accounts do
+        local rate = levels[i]
+        if rate[1] == 1 then
+            local hold = call_cost(rate, seconds)
+            redis.call('HINCRBY', accounts[i], 'held', hold - holds[i])
+            holds[i] = hold
+        end
+    end
+end
+
 -- Append one settled call to the settlement stream; returns the entry id.
 -- The entry has one field, 's': JSON with the session key, the accounts, each
 -- level's rate, billed seconds and cost, the duration, and the meta and end

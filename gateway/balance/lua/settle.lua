@@ -45,14 +45,7 @@ local held = tonumber(s[11] or granted)
 if s[12] == '1' then
     limit = held
 elseif s[16] == 'slice' and duration > held then
-    for i = 1, #accounts do
-        local rate = levels[i]
-        if rate[1] == 1 then
-            local own = account_available(accounts[i]) + holds[i]
-            limit = math.min(limit, level_grant(rate, own, granted))
-        end
-    end
-    limit = math.max(limit, held)
+    limit = math.max(chain_reach(levels, accounts, holds, granted), held)
 end
 local overrun = math.max(0, duration - limit - tonumber(ARGV[4]))
 local billed_duration = duration

@@ -77,7 +77,36 @@ async def test_money_is_conserved(
     keys = money_keys
     config = BalanceConfig(max_call_s=300, slice_min_s=60, slice_s=120)
     balance = Balance(config, redis_client, db_pool, keys)
-    await balance.pipeliner.load()
+    try:
+        await balance.pipeliner.load()
+        await _run_example(
+            balance,
+            redis_client,
+            db_pool,
+            keys,
+            example,
+            plan,
+            opening,
+            limits,
+            final_seconds,
+            slice_mode,
+        )
+    finally:
+        await balance.stop()  # the shared client's pool is bounded
+
+
+async def _run_example(
+    balance: Balance,
+    redis_client: aioredis.Redis,
+    db_pool: asyncpg.Pool,
+    keys: Keys,
+    example: int,
+    plan: list[list[tuple[object, ...]]],
+    opening: tuple[int, int, int],
+    limits: tuple[int, int, int],
+    final_seconds: list[int],
+    slice_mode: bool,
+) -> None:
     async with db_pool.acquire() as conn:
         tree = await factories.tree(
             conn,

@@ -6,15 +6,14 @@ import asyncio
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 from gateway.authz.reasons import Reason, Refusal
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionEnded, SessionRef, UnknownSession
 from gateway.balance.types import CallEnd, Chain, Grant, Level, SettlementEntry
 from gateway.config import BalanceConfig
-from gateway.keys import Keys
 from tests import factories
+from tests.conftest import MakeBalance
 
 
 async def _account_state(balance: Balance, root: int, account: int) -> dict[str, str]:
@@ -233,13 +232,9 @@ async def test_extend_grows_the_hold_when_money_arrives(
 
 
 @pytest.fixture
-async def one_minute_calls(
-    redis_client: aioredis.Redis, db_pool: asyncpg.Pool, keys: Keys
-) -> Balance:
+async def one_minute_calls(make_balance: MakeBalance) -> Balance:
     """Calls granted at most one minute, so a balance covers a countable number."""
-    service = Balance(BalanceConfig(max_call_s=60), redis_client, db_pool, keys)
-    await service.pipeliner.load()
-    return service
+    return await make_balance(BalanceConfig(max_call_s=60))
 
 
 async def test_exactly_ten_of_a_thousand_concurrent_reserves(

@@ -22,6 +22,7 @@ from gateway.credit import SliceKeeper
 from gateway.keys import Keys
 from gateway.rating.billing import cost
 from tests import factories
+from tests.conftest import MakeBalance
 
 REPO = str(Path(__file__).resolve().parents[3])
 SLICES = BalanceConfig(max_call_s=7200, slice_min_s=60, slice_s=300, slice_lead_s=10)
@@ -38,10 +39,8 @@ async def _session(balance: Balance, ref: SessionRef) -> dict[str, str]:
 
 
 @pytest.fixture
-async def slices(redis_client: aioredis.Redis, db_pool: asyncpg.Pool, keys: Keys) -> Balance:
-    service = Balance(SLICES, redis_client, db_pool, keys)
-    await service.pipeliner.load()
-    return service
+async def slices(make_balance: MakeBalance) -> Balance:
+    return await make_balance(SLICES)
 
 
 async def _tree(db_pool: asyncpg.Pool, customer: int, agents: int = 10**9) -> factories.Tree:
@@ -67,9 +66,9 @@ async def test_grant_is_the_least_of_each_levels_own_time(
     keys: Keys,
     customer_balance: int,
     granted: int,
+    make_balance: MakeBalance,
 ) -> None:
-    balance = Balance(BalanceConfig(max_call_s=7200), redis_client, db_pool, keys)
-    await balance.pipeliner.load()
+    balance = await make_balance(BalanceConfig(max_call_s=7200))
     tree = await _tree(db_pool, customer_balance)
     chain = Chain(
         tree.top,
@@ -89,7 +88,11 @@ async def test_grant_is_the_least_of_each_levels_own_time(
 
 
 async def test_ten_concurrent_one_minute_calls_fit_twenty_minutes(
-    slices: Balance, redis_client: aioredis.Redis, db_pool: asyncpg.Pool, keys: Keys
+    slices: Balance,
+    redis_client: aioredis.Redis,
+    db_pool: asyncpg.Pool,
+    keys: Keys,
+    make_balance: MakeBalance,
 ) -> None:
     tree = await _tree(db_pool, 1_200_000)  # 20 minutes at 0.06
     chain = tree.chain()
@@ -116,8 +119,7 @@ async def test_ten_concurrent_one_minute_calls_fit_twenty_minutes(
     assert (customer["bal"], customer["held"], customer["calls"]) == (600_000, 0, 0)
 
     # Whole mode, as before: the first call holds all twenty minutes.
-    whole = Balance(BalanceConfig(max_call_s=7200), redis_client, db_pool, keys)
-    await whole.pipeliner.load()
+    whole = await make_balance(BalanceConfig(max_call_s=7200))
     other = await _tree(db_pool, 1_200_000)
     results = await asyncio.gather(
         *(
@@ -131,12 +133,15 @@ async def test_ten_concurrent_one_minute_calls_fit_twenty_minutes(
 
 @pytest.mark.parametrize("mode", ["slice", "whole"])
 async def test_exactly_k_of_a_thousand_in_either_mode(
-    redis_client: aioredis.Redis, db_pool: asyncpg.Pool, keys: Keys, mode: str
+    redis_client: aioredis.Redis,
+    db_pool: asyncpg.Pool,
+    keys: Keys,
+    mode: str,
+    make_balance: MakeBalance,
 ) -> None:
     # K = 7 slices of one minute (whole mode: calls granted one minute at most).
     config = SLICES if mode == "slice" else BalanceConfig(max_call_s=60)
-    balance = Balance(config, redis_client, db_pool, keys)
-    await balance.pipeliner.load()
+    balance = await make_balance(config)
     tree = await _tree(db_pool, 7 * 60_000)
     chain = tree.chain()
     results = await asyncio.gather(
@@ -281,11 +286,13 @@ async def test_exposure_is_what_is_granted_but_not_held(
 
 
 async def test_a_hold_never_answered_is_released_at_the_setup_timeout(
-    redis_client: aioredis.Redis, db_pool: asyncpg.Pool, keys: Keys
+    redis_client: aioredis.Redis,
+    db_pool: asyncpg.Pool,
+    keys: Keys,
+    make_balance: MakeBalance,
 ) -> None:
     config = BalanceConfig(max_call_s=7200, setup_timeout_s=120)
-    balance = Balance(config, redis_client, db_pool, keys)
-    await balance.pipeliner.load()
+    balance = await make_balance(config)
     tree = await _tree(db_pool, 10_000_000)
     ref = SessionRef(tree.top, "ringing")
     now = time.time()
@@ -307,9 +314,9 @@ async def test_a_stop_past_the_grant_is_capped_or_billed(
     cap: bool,
     charged: int,
     balance_after: int,
+    make_balance: MakeBalance,
 ) -> None:
-    balance = Balance(BalanceConfig(max_call_s=7200), redis_client, db_pool, keys)
-    await balance.pipeliner.load()
+    balance = await make_balance(BalanceConfig(max_call_s=7200))
     tree = await _tree(db_pool, 60_000)
     ref = SessionRef(tree.top, "overrun")
     grant = await balance.reserve(ref, tree.chain(), factories.meta("overrun"))
@@ -326,11 +333,13 @@ async def test_a_stop_past_the_grant_is_capped_or_billed(
 
 
 async def test_grace_bills_a_little_past_the_grant(
-    redis_client: aioredis.Redis, db_pool: asyncpg.Pool, keys: Keys
+    redis_client: aioredis.Redis,
+    db_pool: asyncpg.Pool,
+    keys: Keys,
+    make_balance: MakeBalance,
 ) -> None:
     config = BalanceConfig(max_call_s=7200, overrun_grace_s=5)
-    balance = Balance(config, redis_client, db_pool, keys)
-    await balance.pipeliner.load()
+    balance = await make_balance(config)
     tree = await _tree(db_pool, 120_000)
     ref = SessionRef(tree.top, "grace")
     await balance.reserve(ref, tree.chain(), factories.meta("grace"))  # granted 120 s

@@ -14,6 +14,7 @@ from gateway.balance.types import Grant, SettlementEntry
 from gateway.config import BalanceConfig
 from gateway.keys import Keys
 from tests import factories
+from tests.conftest import MakeBalance
 
 
 async def test_orphans_are_settled_at_grant_or_released(
@@ -56,10 +57,9 @@ async def test_orphans_are_settled_at_grant_or_released(
 
 
 async def test_release_policy_charges_nothing(
-    redis_client: aioredis.Redis, db_pool: asyncpg.Pool, keys: Keys
+    redis_client: aioredis.Redis, db_pool: asyncpg.Pool, keys: Keys, make_balance: MakeBalance
 ) -> None:
-    service = Balance(BalanceConfig(orphan_policy="release"), redis_client, db_pool, keys)
-    await service.pipeliner.load()
+    service = await make_balance(BalanceConfig(orphan_policy="release"))
     async with db_pool.acquire() as conn:
         tree = await factories.tree(
             conn, customer_balance=600_000, sub_balance=10**9, top_balance=10**9
