@@ -3,7 +3,9 @@
 Each datagram is matched to a client by its source address (strangers dropped and
 counted), checked against the reply cache (a retransmission gets the first reply),
 then processed in its own task, at most ``max_in_flight`` at once: beyond that a
-request is dropped and counted, and the switch retransmits later.
+request is dropped and counted, and the switch retransmits later. While the front
+stops (``accepting`` false) new requests are dropped and counted the same way, and
+those in flight still get their replies on the open socket.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class RadiusProtocol(asyncio.DatagramProtocol):
         self.max_in_flight = max_in_flight
         self.transport: asyncio.DatagramTransport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.accepting = True
         self._latency = metrics.child(metrics.RADIUS_LATENCY, kind)  # observed per reply
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -76,9 +79,9 @@ class RadiusProtocol(asyncio.DatagramProtocol):
             else:
                 metrics.RADIUS_DUPLICATES.labels(client.name, "in_progress").inc()
             return
-        if self.in_flight[0] >= self.max_in_flight:
+        if not self.accepting or self.in_flight[0] >= self.max_in_flight:
             self.cache.finish(key, None)
-            metrics.RADIUS_DROPPED.labels("overload").inc()
+            metrics.RADIUS_DROPPED.labels("overload" if self.accepting else "stopping").inc()
             return
         self.in_flight[0] += 1  # the gauge samples it (RadiusFront), not per request
         task = asyncio.create_task(self._process(data, client, addr, key, time.perf_counter()))

@@ -126,13 +126,15 @@ class RadiusFront:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sampler
             self._sampler = None
-        for transport in self.transports:
-            transport.close()  # no new requests from here on
+        for protocol in self.protocols:
+            protocol.accepting = False  # no new requests from here on
         pending = [t for p in self.protocols for t in p.tasks]
         if pending:
             _done, late = await asyncio.wait(pending, timeout=self.drain_timeout_s)
             if late:
                 log.error("radius.drain_timeout", extra={"unfinished": len(late)})
+        for transport in self.transports:
+            transport.close()  # after the drained requests were answered
         self.transports.clear()
         self.protocols.clear()
         metrics.RADIUS_IN_FLIGHT.set(0)

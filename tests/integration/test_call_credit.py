@@ -190,3 +190,18 @@ async def test_a_slice_call_out_of_money_is_hung_up_at_its_interim(world: World)
     await world.calls.ended(one, trusted, slices, 600, _end(600))
     account = await _account(world)
     assert account["bal"] >= 0 and (account["held"], account["calls"]) == (0, 0)
+
+
+async def test_a_stop_only_switch_settles_the_hold_its_authorization_left(world: World) -> None:
+    decision = await world.calls.authorize(CallKey("kamailio", ""), party_of(world), SLICED)
+    assert isinstance(decision, Authorized)
+    assert (await _account(world))["calls"] == 1
+    # No Start, no Interim: the Stop alone names the session and takes the hold over.
+    call = CallKey("kamailio", "stop-only")
+    trusted = party_of(world, credentials=Credentials())
+    ended = await world.calls.ended(call, trusted, SLICED, 45, _end(45))
+    assert ended.settled is not None and ended.settled.costs_micros == (60_000, 30_000)
+    entry = await _entry(world, ended.settled.stream)
+    assert entry.meta.session_id == "stop-only"
+    account = await _account(world)
+    assert (account["calls"], account["held"]) == (0, 0)
