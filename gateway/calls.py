@@ -38,7 +38,6 @@ from gateway.call_types import (
     Policy,
 )
 from gateway.rating.prefix_index import RatingIndex
-from gateway.redisconn import translate_errors
 
 __all__ = [
     "Authorized",
@@ -421,36 +420,22 @@ class Calls:
         """
         moment = time.time() if at is None else at
         store = self.balance.store
-        client = store.pipeliner.client
-        pattern_nas = "".join(f"\\{c}" if c in "*?[]\\" else c for c in nas)
         ended = 0
-        for shard in range(store.keys.shards):
-            match = f"{store.keys.tag(shard)}:sess:{pattern_nas}|*"
-            with translate_errors():
-                sessions = [s async for s in client.scan_iter(match=match, count=1000)]
-            for raw in sessions:
-                session = raw.decode() if isinstance(raw, bytes) else str(raw)
-                ended += await self._end_for_restart(session, shard, moment)
+        async for call in store.open_sessions(nas):
+            try:
+                if call.answered_at is not None:
+                    seconds = max(0, int(moment - call.answered_at))
+                    end = CallEnd(
+                        disconnect_at=moment, cause="nas-restart", connect_at=call.answered_at
+                    )
+                    await store.settle_key(call.session, call.shard, seconds, end)
+                else:
+                    await store.release_key(call.session, call.shard)
+            except (UnknownSession, SessionEnded):
+                continue
+            ended += 1
         log.info("nas.restarted", extra={"nas": nas, "calls_ended": ended})
         return ended
-
-    async def _end_for_restart(self, session: str, shard: int, moment: float) -> int:
-        store = self.balance.store
-        with translate_errors():
-            state, answered_at = await store.pipeliner.client.hmget(session, ["st", "answered_at"])
-        try:
-            if state == b"answered":
-                start = float(answered_at or moment)
-                seconds = max(0, int(moment - start))
-                end = CallEnd(disconnect_at=moment, cause="nas-restart", connect_at=start)
-                await store.settle_key(session, shard, seconds, end)
-            elif state == b"reserved":
-                await store.release_key(session, shard)
-            else:
-                return 0
-        except (UnknownSession, SessionEnded):
-            return 0
-        return 1
 
     # -- helpers ----------------------------------------------------------------------
 

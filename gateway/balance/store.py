@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,15 @@ class SessionEnded(Exception):
 
 class SessionExists(Exception):
     """A reservation is live for this session: settle it rather than charge."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """A call still holding (reserved or answered), as ``open_sessions`` finds it."""
+
+    session: str  # its Redis key
+    shard: int
+    answered_at: float | None  # None: never answered
 
 
 @dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
@@ -330,6 +340,24 @@ class BalanceStore:
         if int(ok) != 1:
             self._raise_for(_text(code))
         return _text(code) == "OK"
+
+    async def open_sessions(self, nas: str) -> AsyncIterator[OpenSession]:
+        """Every call of switch ``nas`` still holding, on every shard (Accounting-On/Off).
+
+        Read by SCAN, off the call path: a restart of a switch is rare."""
+        client = self.pipeliner.client
+        pattern_nas = "".join(f"\\{c}" if c in "*?[]\\" else c for c in nas)
+        for shard in range(self.keys.shards):
+            match = f"{self.keys.tag(shard)}:sess:{pattern_nas}|*"
+            with translate_errors():
+                sessions = [_text(s) async for s in client.scan_iter(match=match, count=1000)]
+            for session in sessions:
+                with translate_errors():
+                    state, answered_at = await client.hmget(session, ["st", "answered_at"])
+                if state == b"answered":
+                    yield OpenSession(session, shard, float(answered_at or time.time()))
+                elif state == b"reserved":
+                    yield OpenSession(session, shard, None)
 
     async def answered_at(self, ref: SessionRef) -> float | None:
         """When the call was answered (unix seconds), None when it was not or is unknown."""
