@@ -132,7 +132,6 @@ class Ended:
     """A call's end as recorded: its settlement (None when nothing could be billed)."""
 
     settled: Settled | None
-    committed: bool  # PostgreSQL has it (else Redis holds it in the stream)
     reason: str = ""
 
 

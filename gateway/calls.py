@@ -254,11 +254,11 @@ class Calls:
         """
         if not policy.bills(key.leg):
             await self._release_other_leg(key, party, policy, end.disconnect_at)
-            return Ended(None, committed=True, reason="other leg")
+            return Ended(None, reason="other leg")
         ref = self._locate(key, party, policy)
         if ref is None:
             log.warning("call.unbillable", extra={"session": key.session_key})
-            return Ended(None, committed=True, reason="unknown caller")
+            return Ended(None, reason="unknown caller")
         store = self.balance.store
         if duration_s is None:
             answered_at = await store.answered_at(ref)
@@ -285,7 +285,7 @@ class Calls:
                     "call.unbillable",
                     extra={"session": key.session_key, "reason": charged.reason.value},
                 )
-                return Ended(None, committed=True, reason=charged.reason.value)
+                return Ended(None, reason=charged.reason.value)
             settled = charged
         if settled.overrun_s and not settled.duplicate:
             metrics.child(metrics.OVERRUN_SECONDS, key.nas).inc(settled.overrun_s)
@@ -297,7 +297,8 @@ class Calls:
                     "billed": not policy.overrun_cap,
                 },
             )
-        return Ended(settled, await self._wait_commit(settled))
+        await self._wait_commit(settled)  # acknowledged once PostgreSQL has it, or timed out
+        return Ended(settled)
 
     async def _recover(
         self,
@@ -405,12 +406,9 @@ class Calls:
         except SessionExists:
             return await self.balance.store.settle(ref, duration_s, end)
 
-    async def _wait_commit(self, settled: Settled) -> bool:
-        if self.waiter is None or self.commit_wait_s <= 0:
-            return False
-        return await self.waiter.wait_committed(
-            settled.stream, settled.stream_id, self.commit_wait_s
-        )
+    async def _wait_commit(self, settled: Settled) -> None:
+        if self.waiter is not None and self.commit_wait_s > 0:
+            await self.waiter.wait_committed(settled.stream, settled.stream_id, self.commit_wait_s)
 
     async def nas_restarted(self, nas: str, at: float | None = None) -> int:
         """Accounting-On/Off: end every open call of ``nas``; return how many.

@@ -25,9 +25,6 @@ from gateway.agents.principal import Principal, rate_group_visible, visible
 from gateway.db import Connection
 from gateway.db.pool import translate_errors
 
-INT4_MAX = 2**31 - 1
-INT8_MAX = 2**63 - 1
-
 WHOLESALE_FIXED = "WHOLESALE_FIXED_RATE_GROUP"
 NOT_OWNER = "RATE_GROUP_NOT_OWNED"
 IN_USE = "RATE_GROUP_IN_USE"

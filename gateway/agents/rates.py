@@ -20,14 +20,8 @@ from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Conflict, Invalid, NotFound
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal
-from gateway.agents.rate_groups import (
-    INT4_MAX,
-    INT8_MAX,
-    check_may_change,
-    check_text,
-    require_group,
-)
-from gateway.db import Connection
+from gateway.agents.rate_groups import check_may_change, check_text, require_group
+from gateway.db import BIGINT_MAX, INTEGER_MAX, Connection
 from gateway.db import rates as rates_db
 from gateway.db.pool import translate_errors
 from gateway.rating import InvalidNumber, NumberPlan, Rate, RowError, normalize
@@ -122,12 +116,12 @@ def check_rate(values: RateFields) -> RateFields:
     if len(values.destination) > DESTINATION_MAX:
         raise Invalid("destination", f"must be at most {DESTINATION_MAX} characters")
     for name, low, high in (
-        ("price_per_min_micros", 0, INT8_MAX),
-        ("connect_fee_micros", 0, INT8_MAX),
-        ("first_increment_s", 1, INT4_MAX),
-        ("next_increment_s", 1, INT4_MAX),
-        ("min_duration_s", 0, INT4_MAX),
-        ("grace_s", 0, INT4_MAX),
+        ("price_per_min_micros", 0, BIGINT_MAX),
+        ("connect_fee_micros", 0, BIGINT_MAX),
+        ("first_increment_s", 1, INTEGER_MAX),
+        ("next_increment_s", 1, INTEGER_MAX),
+        ("min_duration_s", 0, INTEGER_MAX),
+        ("grace_s", 0, INTEGER_MAX),
     ):
         value = getattr(values, name)
         if type(value) is not int or not low <= value <= high:

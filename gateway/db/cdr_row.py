@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from gateway.balance.types import SettlementEntry
+from gateway.db import BIGINT_MAX, BIGINT_MIN, INTEGER_MAX
 
 EntryRef = tuple[str, str]  # (stream, entry id)
 
@@ -106,9 +107,6 @@ class CdrRow:
 # -- checking a settlement ---------------------------------------------------------------
 
 
-_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
-
-
 def _text(name: str, value: object) -> str:
     if type(value) is str and value.isascii() and "\x00" not in value:
         return value  # the common case, checked cheaply
@@ -123,7 +121,7 @@ def _text(name: str, value: object) -> str:
     return value
 
 
-def _int(name: str, value: object, low: int = _I64_MIN, high: int = _I64_MAX) -> int:
+def _int(name: str, value: object, low: int = BIGINT_MIN, high: int = BIGINT_MAX) -> int:
     if type(value) is not int:
         raise MalformedSettlement(f"{name} must be an integer, got {type(value).__name__}")
     if not low <= value <= high:
@@ -140,11 +138,11 @@ def _time(name: str, value: object) -> datetime:
         raise MalformedSettlement(f"{name} out of range: {value!r}") from exc
 
 
-def _ints(name: str, values: Iterable[object], low: int = _I64_MIN) -> tuple[int, ...]:
+def _ints(name: str, values: Iterable[object], low: int = BIGINT_MIN) -> tuple[int, ...]:
     items = tuple(values)
     if all(type(v) is int for v in items):
         ints = cast(tuple[int, ...], items)
-        if not ints or (low <= min(ints) and max(ints) <= _I64_MAX):
+        if not ints or (low <= min(ints) and max(ints) <= BIGINT_MAX):
             return ints  # the common case, checked cheaply
     return tuple(_int(f"{name}[{i}]", v, low) for i, v in enumerate(items))
 
@@ -165,7 +163,7 @@ def to_cdr_row(entry: SettlementEntry) -> CdrRow:
             raise MalformedSettlement(f"{name} has {len(values)} items for {levels} accounts")
     if any(len(rate) < 2 for rate in entry.rates):
         raise MalformedSettlement("a level's rate has no price")
-    duration = _int("duration", entry.duration_s, 0, 2**31 - 1)
+    duration = _int("duration", entry.duration_s, 0, INTEGER_MAX)
     connect_at: datetime | None = None
     if duration > 0:
         connected = end.connect_at if end.connect_at is not None else entry.answered_at
@@ -192,7 +190,7 @@ def to_cdr_row(entry: SettlementEntry) -> CdrRow:
         costs_micros=_ints("costs", entry.costs_micros, 0),
         cause=_text("end.cause", end.cause),
         remote_addr=_text("meta.remote_addr", meta.remote_addr),
-        overrun_s=_int("overrun", entry.overrun_s, 0, 2**31 - 1),
+        overrun_s=_int("overrun", entry.overrun_s, 0, INTEGER_MAX),
     )
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from gateway.db import Connection
+from gateway.db import BIGINT_MAX, INTEGER_MAX, Connection
 from gateway.errors import GatewayError
 from gateway.rating import Rate, RateTable, RatingIndex, RowError, iter_rows, write_rates
 
@@ -34,8 +34,6 @@ IMPORT_BATCH_ROWS = 20_000  # rows parsed per worker-thread step and sent per CO
 # the pool's per-command timeout on large decks: ~1.5 s each at 1M rows.
 WHOLE_FILE_TIMEOUT_S = 600.0
 
-_INT4_MAX = 2**31 - 1
-_INT8_MAX = 2**63 - 1
 _PREFIX_MAX_DIGITS = 32  # rates.prefix CHECK
 
 
@@ -196,7 +194,7 @@ async def resolve_group(conn: Connection, name_or_id: str | int) -> int:
     groups of different owners share the name.
     """
     text = str(name_or_id).strip()
-    if text.isascii() and text.isdigit() and int(text) <= _INT8_MAX:
+    if text.isascii() and text.isdigit() and int(text) <= BIGINT_MAX:
         found = await conn.fetchval("SELECT id FROM rate_groups WHERE id = $1", int(text))
         if found is not None:
             return int(found)
@@ -325,9 +323,9 @@ def _database_problem(rate: Rate) -> str | None:
         problems.append(f"prefix: at most {_PREFIX_MAX_DIGITS} digits, got {len(rate.prefix)}")
     if "\x00" in rate.destination:
         problems.append("destination: contains a NUL character")
-    if rate.price_per_min_micros > _INT8_MAX:
+    if rate.price_per_min_micros > BIGINT_MAX:
         problems.append("price_per_min: too large")
-    if rate.connect_fee_micros > _INT8_MAX:
+    if rate.connect_fee_micros > BIGINT_MAX:
         problems.append("connect_fee: too large")
     for column, value in (
         ("first_increment_s", rate.first_increment_s),
@@ -335,8 +333,8 @@ def _database_problem(rate: Rate) -> str | None:
         ("min_duration_s", rate.min_duration_s),
         ("grace_s", rate.grace_s),
     ):
-        if value > _INT4_MAX:
-            problems.append(f"{column}: must be <= {_INT4_MAX}")
+        if value > INTEGER_MAX:
+            problems.append(f"{column}: must be <= {INTEGER_MAX}")
     return "; ".join(problems) if problems else None
 
 

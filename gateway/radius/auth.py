@@ -79,13 +79,6 @@ def request_authenticator(header: bytes, attributes: bytes, secret: bytes) -> by
     return md5(header + ZERO_AUTHENTICATOR + attributes + secret).digest()
 
 
-def response_authenticator(
-    header: bytes, request_auth: bytes, attributes: bytes, secret: bytes
-) -> bytes:
-    """The RFC 2865 section 3 Response Authenticator of a reply (``header``: 4 octets)."""
-    return md5(header + request_auth + attributes + secret).digest()
-
-
 def hide_password(password: bytes, secret: bytes, authenticator: bytes) -> bytes:
     """Hide a User-Password as RFC 2865 section 5.2 says (pad with NULs to 16n octets).
 

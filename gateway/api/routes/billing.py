@@ -21,10 +21,9 @@ from gateway.agents.billing import Report, ReportQuery
 from gateway.agents.errors import Invalid
 from gateway.api.csvout import csv_response
 from gateway.api.deps import Ctx, Page, Paging, User, paging_with
+from gateway.db import BIGINT_MAX
 
 router = APIRouter(prefix="/api/v1/reports", tags=["billing"])
-
-BIGINT_MAX = 2**63 - 1
 
 
 # Ledger reports: newest first unless asked otherwise.

@@ -10,15 +10,15 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from gateway.agents import cdr_reports
-from gateway.agents.rate_groups import INT8_MAX
 from gateway.api.csvout import csv_response
 from gateway.api.deps import Ctx, Page, User
+from gateway.db import BIGINT_MAX
 
 router = APIRouter(prefix="/api/v1", tags=["cdrs"])
 
 AccountFilter = Annotated[
     int | None,
-    Query(ge=1, le=INT8_MAX, description="A customer, or an agent and its whole subtree"),
+    Query(ge=1, le=BIGINT_MAX, description="A customer, or an agent and its whole subtree"),
 ]
 
 

@@ -15,11 +15,11 @@ from gateway.agents.customers import AccountSpec, Created, ExtensionSpec
 from gateway.agents.customers_accounts import AccountFilter, AccountView
 from gateway.api.csvout import csv_response
 from gateway.api.deps import Admin, Ctx, Manager, Page, User
+from gateway.db import BIGINT_MAX
 
 router = APIRouter(prefix="/api/v1", tags=["customers"])
 
-BIGINT = 2**63 - 1
-Id = Annotated[int, Path(ge=1, le=BIGINT)]
+Id = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Micros = Annotated[int, Field(ge=0, le=10**15)]
 MaxCalls = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -30,7 +30,7 @@ Password = Annotated[str, Field(min_length=1, max_length=256)]
 Username = Annotated[str, Field(pattern=r"^[A-Za-z0-9._+-]{1,64}$")]
 Secret = Annotated[str, Field(min_length=1, max_length=128)]
 Description = Annotated[str, Field(max_length=200)]
-RefId = Annotated[int, Field(ge=1, le=BIGINT)]
+RefId = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
 ERRORS: dict[int | str, dict[str, Any]] = {401: {}, 403: {}, 404: {}, 409: {}, 422: {}}
 
 
@@ -242,7 +242,7 @@ StatusQ = Annotated[
     Literal["active", "disabled", "removed"] | None,
     Query(description="Default: all but removed"),
 ]
-ParentQ = Annotated[int | None, Query(ge=1, le=BIGINT)]
+ParentQ = Annotated[int | None, Query(ge=1, le=BIGINT_MAX)]
 
 
 async def _list(

@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field
 from gateway.agents import money
 from gateway.agents.money import MoveOutcome
 from gateway.api.deps import Admin, Ctx, Manager, Page, User
+from gateway.db import BIGINT_MAX
 
 router = APIRouter(prefix="/api/v1", tags=["money"])
 
-BIGINT_MAX = 2**63 - 1
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 
 AccountId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="Account id")]

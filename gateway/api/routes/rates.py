@@ -10,19 +10,19 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.agents import rate_groups, rates
-from gateway.agents.rate_groups import INT4_MAX, INT8_MAX
 from gateway.api.deps import Ctx, Manager, Page, User
+from gateway.db import BIGINT_MAX, INTEGER_MAX
 
 router = APIRouter(prefix="/api/v1", tags=["rates"])
 
-GroupId = Annotated[int, Path(ge=1, le=INT8_MAX, description="Rate group id")]
-RateId = Annotated[int, Path(ge=1, le=INT8_MAX, description="Rate id")]
+GroupId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="Rate group id")]
+RateId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="Rate id")]
 DECK_MAX_BYTES = 64 * 1024 * 1024
 _DECK_EXAMPLE = "prefix,destination,price_per_min\n44,United Kingdom,0.012\n"
 
-Money = Annotated[int, Field(ge=0, le=INT8_MAX)]
-Seconds = Annotated[int, Field(ge=0, le=INT4_MAX)]
-Increment = Annotated[int, Field(ge=1, le=INT4_MAX)]
+Money = Annotated[int, Field(ge=0, le=BIGINT_MAX)]
+Seconds = Annotated[int, Field(ge=0, le=INTEGER_MAX)]
+Increment = Annotated[int, Field(ge=1, le=INTEGER_MAX)]
 Prefix = Annotated[str, Field(pattern=r"^[0-9]{1,32}$", description="Destination digits")]
 Destination = Annotated[str, Field(max_length=rates.DESTINATION_MAX)]
 GroupName = Annotated[str, Field(min_length=1, max_length=100)]

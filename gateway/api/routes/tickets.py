@@ -10,10 +10,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from gateway.agents import announcements, tickets
 from gateway.api.deps import Admin, Ctx, Page, User
+from gateway.db import BIGINT_MAX
 
 router = APIRouter(prefix="/api/v1")
 
-Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
+Id = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 Subject = Annotated[str, Field(min_length=1, max_length=tickets.SUBJECT_MAX)]
 Body = Annotated[str, Field(min_length=1, max_length=tickets.BODY_MAX)]
 Title = Annotated[str, Field(min_length=1, max_length=announcements.TITLE_MAX)]
@@ -165,7 +166,7 @@ async def list_tickets(
         Query(description="mine: about my own account; handled: the ones I answer"),
     ] = "all",
     status: Annotated[Literal["open", "answered", "closed"] | None, Query()] = None,
-    account_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    account_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
 ) -> TicketList:
     """List the tickets the caller may see (sort: id, created_at, updated_at, status...)."""
     found = await tickets.list_tickets(
