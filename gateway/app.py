@@ -32,7 +32,7 @@ from gateway.config import Config, mask_url
 from gateway.credit import SliceKeeper
 from gateway.db import migrate
 from gateway.db.committer import Committer
-from gateway.db.pool import create_pool, translate_errors
+from gateway.db.pool import create_pool, pg_errors
 from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
 from gateway.errors import BackendUnavailable
 from gateway.gauges import GaugeSampler
@@ -42,8 +42,7 @@ from gateway.periodic import Periodic
 from gateway.radius.clients import ClientTable
 from gateway.radius.server import RadiusFront
 from gateway.ratecache import RateCache
-from gateway.redisconn import create_client
-from gateway.redisconn import translate_errors as translate_redis_errors
+from gateway.redisconn import create_client, redis_errors
 from gateway.sip.server import SipFront
 
 log = logging.getLogger(__name__)
@@ -132,7 +131,7 @@ class Database:
         pool = await create_pool(self.runtime.config.database, self.runtime.database_url)
         try:
             if self.migrate_now:
-                with translate_errors():
+                with pg_errors():
                     async with pool.acquire() as conn:
                         await migrate.migrate(conn)
         except BaseException:
@@ -157,7 +156,7 @@ class Redis:
     async def start(self) -> None:
         client = create_client(self.runtime.config.redis, self.runtime.redis_url)
         try:
-            with translate_redis_errors():
+            with redis_errors():
                 await client.ping()
         except BackendUnavailable:
             await client.aclose()

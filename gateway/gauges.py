@@ -15,7 +15,7 @@ from gateway.config import MetricsConfig
 from gateway.keys import Keys
 from gateway.ops import monotonic_age
 from gateway.periodic import Periodic
-from gateway.redisconn import translate_errors
+from gateway.redisconn import redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class GaugeSampler(Periodic):
 
     async def sample(self) -> None:
         """Read everything once and set the gauges."""
-        with translate_errors():
+        with redis_errors():
             pipe = self.redis.pipeline(transaction=False)
             for shard in range(self.keys.shards):
                 pipe.xlen(self.keys.settlements(shard))

@@ -20,7 +20,7 @@ import time
 import asyncpg
 
 from gateway.db.listener import NotifyListener
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 from gateway.db.rates import CHANNEL, RELOAD_ALL, load_tables
 from gateway.rating import RateTable, RatingIndex
 
@@ -69,7 +69,7 @@ class RateCache:
 
     async def start(self) -> None:
         """LISTEN, then load everything: a change committed in between is not missed."""
-        with translate_errors():
+        with pg_errors():
             await self._listener.start()
         try:
             await self._load_all()
@@ -132,7 +132,7 @@ class RateCache:
 
     async def _load_all(self) -> None:
         started = time.perf_counter()
-        with translate_errors():
+        with pg_errors():
             async with self.pool.acquire() as conn:
                 tables = await load_tables(conn, None)
         self._index = RatingIndex(tables)
@@ -148,7 +148,7 @@ class RateCache:
 
     async def _load_groups(self, group_ids: set[int]) -> None:
         started = time.perf_counter()
-        with translate_errors():
+        with pg_errors():
             async with self.pool.acquire() as conn:
                 tables = await load_tables(conn, group_ids)
         merged: dict[int, RateTable] = dict(self._index)

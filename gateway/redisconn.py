@@ -25,7 +25,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 @contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
+def redis_errors() -> Iterator[None]:
     """Turn connection-level redis/OS errors into ``BackendUnavailable('redis')``."""
     try:
         yield

@@ -19,7 +19,7 @@ from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Forbidden, Invalid, NotFound
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ async def list_announcements(
     """The announcements the caller may read, one page (admin: all, others: live ones)."""
     order = page.order_by(_SORTS, "id")
     moment = now or datetime.now(UTC)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             total = await conn.fetchval(
                 f"SELECT count(*) FROM announcements WHERE {_READABLE}",
@@ -134,7 +134,7 @@ async def get_announcement(
     ctx: ManagementContext, principal: Principal, announcement_id: int
 ) -> Announcement:
     """One announcement the caller may read; NotFound otherwise."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             row = await conn.fetchrow(
                 f"SELECT {_COLUMNS} FROM announcements WHERE id = $4 AND {_READABLE}",
@@ -173,7 +173,7 @@ async def create(
     start = published_at or now
     if expires_at is not None and expires_at <= max(start, now):
         raise Invalid("expires_at", "must be later than now and than published_at")
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             row = await conn.fetchrow(
                 "INSERT INTO announcements (title, body, audience, author_user_id, "
@@ -201,7 +201,7 @@ async def update(
     _check(changes)
     if isinstance(changes.get("title"), str):
         changes = {**changes, "title": changes["title"].strip()}
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             current = await conn.fetchrow(
                 f"SELECT {_COLUMNS} FROM announcements WHERE id = $1 FOR UPDATE", announcement_id
@@ -226,7 +226,7 @@ async def update(
 async def delete(ctx: ManagementContext, principal: Principal, announcement_id: int) -> None:
     """Delete an announcement for good (admin only); NotFound when there is none."""
     _require_admin(principal)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             deleted = await conn.fetchval(
                 "DELETE FROM announcements WHERE id = $1 RETURNING id", announcement_id

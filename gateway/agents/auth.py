@@ -17,8 +17,8 @@ from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Invalid, RateLimited, Unauthenticated
 from gateway.agents.passwords import hash_password, verify_password
 from gateway.agents.principal import Principal, load_principal
-from gateway.db.pool import translate_errors
-from gateway.redisconn import translate_errors as redis_errors
+from gateway.db.pool import pg_errors
+from gateway.redisconn import redis_errors
 
 MIN_PASSWORD_LEN = 8
 # Expiry is pushed forward at most this often, so reads do not all become writes.
@@ -73,7 +73,7 @@ async def _count_failure(ctx: ManagementContext, login: str, remote_addr: str) -
 async def login(ctx: ManagementContext, login: str, password: str, remote_addr: str) -> Session:
     """A new session for valid credentials; ``Unauthenticated`` or ``RateLimited`` else."""
     await _check_throttle(ctx, login, remote_addr)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT id, password_hash FROM users WHERE lower(login) = lower($1)", login
@@ -106,7 +106,7 @@ async def authenticate(ctx: ManagementContext, token: str) -> Principal:
     if not token:
         raise Unauthenticated("login required")
     now = datetime.now(UTC)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT user_id, last_seen_at FROM api_sessions "
@@ -132,7 +132,7 @@ async def authenticate(ctx: ManagementContext, token: str) -> Principal:
 
 async def logout(ctx: ManagementContext, token: str) -> None:
     """End the session of ``token`` (no error when it is already gone)."""
-    with translate_errors():
+    with pg_errors():
         await ctx.pool.execute("DELETE FROM api_sessions WHERE token_sha256 = $1", _digest(token))
 
 
@@ -148,7 +148,7 @@ async def change_password(
 ) -> None:
     """Replace the caller's password; every other session of the user ends."""
     check_new_password(new)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             stored = await conn.fetchval(
                 "SELECT password_hash FROM users WHERE id = $1 FOR UPDATE", principal.user_id

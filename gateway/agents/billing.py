@@ -24,7 +24,7 @@ from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Invalid
 from gateway.agents.principal import Principal, require_account, visible
 from gateway.db import Connection
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 
 SCOPES = ("all", "own", "customers")
 REPORTED_KINDS = (
@@ -157,7 +157,7 @@ async def _check_account(ctx: ManagementContext, principal: Principal, account_i
     """An account filter must name an account the caller may see (404 otherwise)."""
     if account_id == principal.account_id:
         return
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             await require_account(conn, principal, account_id, include_removed=True)
 
@@ -194,7 +194,7 @@ async def _ledger_report(
     if query.end is not None:
         where.add(f"e.created_at < {where.param(query.end)}")
     columns = ", ".join(f"{sql} AS {name}" for name, sql in _LEDGER_COLUMNS.items())
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             summary = await _fetch_one(
                 conn,
@@ -298,7 +298,7 @@ async def balances(
     if query.account_id is not None:
         where.add(f"a.id = {where.param(query.account_id)}")
     columns = ", ".join(f"{sql} AS {name}" for name, sql in _BALANCE_COLUMNS.items())
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             summary = await _fetch_one(
                 conn,

@@ -22,7 +22,7 @@ from gateway.agents.errors import Invalid
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, require_account
 from gateway.agents.rate_groups import check_text
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 
 DEFAULT_SPAN = timedelta(days=7)
 MAX_SPAN = timedelta(days=366)
@@ -240,7 +240,7 @@ async def cdr_report(
     order = _order_by(page)
     limit_rows = ctx.config.api.report_rows_max if all_rows else page.limit
     offset = 0 if all_rows else page.offset
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             where = await _conditions(conn, principal, flt, start, end)
             totals = await conn.fetchrow(f"{_TOTALS} WHERE {where.sql()}", *where.args)
@@ -354,7 +354,7 @@ async def traffic(
     start = datetime(year - 1, 1, 1, tzinfo=UTC)
     end = datetime(year + 1, 1, 1, tzinfo=UTC)
     agent = viewer_account(principal) is not None
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             where = await _conditions(conn, principal, CdrFilter(account_id=account_id), start, end)
             rows = await conn.fetch(_TRAFFIC.format(where=where.sql()), *where.args)

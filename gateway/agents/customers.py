@@ -40,7 +40,7 @@ from gateway.agents.passwords import hash_password
 from gateway.agents.principal import Principal, may_manage, require_account
 from gateway.balance.mirror import AccountMirror
 from gateway.db import Connection
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 from gateway.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ async def _create(
         (await hash_generated([generated]))[0] if generated is not None else None
     )
     extension: ExtensionView | None = None
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             parent = await resolve_parent(conn, principal, spec.parent_id, spec.parent_given)
             currency = await account_currency(conn, principal, spec, parent)
@@ -360,7 +360,7 @@ async def update_customer(
         put("status", status)
         put("disabled_reason", "manual" if status == "disabled" else "")
         sets.append("disabled_at = " + ("now()" if status == "disabled" else "NULL"))
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             row = await _managed_customer(conn, principal, customer_id)
             if "rate_group_id" in changes:
@@ -384,7 +384,7 @@ async def update_customer(
 
 async def remove_customer(ctx: ManagementContext, principal: Principal, customer_id: int) -> None:
     """Soft-delete a customer with no call up (409 CALLS_IN_PROGRESS otherwise)."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             row = await _managed_customer(conn, principal, customer_id)
             # Read under the row lock: a call starting now still races this check,

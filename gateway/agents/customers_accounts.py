@@ -21,9 +21,9 @@ from gateway.agents.errors import Invalid
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, rate_group_visible, require_account, visible
 from gateway.db import Connection
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 from gateway.errors import BackendUnavailable
-from gateway.redisconn import translate_errors as redis_errors
+from gateway.redisconn import redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ async def rate_group_currency(conn: Connection, principal: Principal, rate_group
 
 async def get_account(ctx: ManagementContext, principal: Principal, account_id: int) -> AccountView:
     """One account the principal may see (removed ones too: their history stays)."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             row = await require_account(conn, principal, account_id, include_removed=True)
     live = await read_live(ctx, [row])
@@ -153,7 +153,7 @@ async def get_customer(
     ctx: ManagementContext, principal: Principal, customer_id: int
 ) -> AccountView:
     """One customer account the principal may see."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             row = await require_account(
                 conn, principal, customer_id, kind="customer", include_removed=True
@@ -211,7 +211,7 @@ async def list_accounts(
         None if filters.q is None else _like(filters.q),
         filters.parent_id,
     )
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             total: int = await conn.fetchval(
                 f"SELECT count(*) FROM accounts a WHERE {where}", *args

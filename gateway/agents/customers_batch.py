@@ -44,7 +44,7 @@ from gateway.agents.numbers import (
 )
 from gateway.agents.principal import Principal
 from gateway.db import Connection
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 
 MAX_BATCH = 1000
 COLUMNS = ("name", "login", "extension", "caller_id", "credit_limit_micros")
@@ -312,7 +312,7 @@ async def create_batch(
         currency=spec.currency,
         contact_emails=spec.contact_emails,
     )
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             parent = await resolve_parent(conn, principal, spec.parent_id, spec.parent_given)
             await account_currency(conn, principal, base, parent)
@@ -323,7 +323,7 @@ async def create_batch(
         raise BatchInvalid(problems)
     passwords = [new_password() for _ in rows]
     hashes = await hash_generated(passwords)  # seconds for a big batch: no connection held
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             # Again inside the transaction: the parent may have gone meanwhile.
             parent = await resolve_parent(conn, principal, spec.parent_id, spec.parent_given)

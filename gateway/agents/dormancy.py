@@ -43,10 +43,10 @@ from gateway.agents.context import ManagementContext
 from gateway.balance.mirror import AccountMirror
 from gateway.config import DormancyConfig
 from gateway.db import Connection
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 from gateway.errors import BackendUnavailable
 from gateway.periodic import Periodic
-from gateway.redisconn import translate_errors as redis_errors
+from gateway.redisconn import redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ async def check(
     """
     config = ctx.config.dormancy
     trees = None if roots is None else list(roots)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             async with conn.transaction():
                 woken = await conn.fetch(_REACTIVATE, now, trees, list(config.reactivate_on))

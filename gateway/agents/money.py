@@ -36,7 +36,7 @@ from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.agents.principal import Principal, require_account, visible
 from gateway.balance.moves import MoneyMove, MoveResult, Posting, move_money
 from gateway.db import Connection
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 
 MAX_AMOUNT_MICROS = 10**15
 MAX_KEY_LEN = 100
@@ -147,7 +147,7 @@ async def _execute(
     """
     keys = [f"{move.idempotency_key}#{i}" for i in range(_MAX_POSTINGS)]
     for attempt in range(2):
-        with translate_errors():
+        with pg_errors():
             existing = await ctx.pool.fetch(
                 "SELECT account_id, kind, pocket, amount_micros FROM ledger_entries "
                 "WHERE idempotency_key = ANY($1::text[]) ORDER BY idempotency_key",
@@ -177,7 +177,7 @@ async def _execute(
 async def _outcome(
     ctx: ManagementContext, result: MoveResult, account_id: int, payer: int | None
 ) -> MoveOutcome:
-    with translate_errors():
+    with pg_errors():
         rows = {
             r["id"]: r
             for r in await ctx.pool.fetch(
@@ -213,7 +213,7 @@ async def _credit(
     _require_mover(principal)
     check_amount(amount_micros)
     key = api_key(principal, idempotency_key)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             target = await require_account(conn, principal, account_id)
             _require_below(principal, target)
@@ -285,7 +285,7 @@ async def transfer(
     check_amount(amount_micros)
     key = api_key(principal, idempotency_key)
     own = principal.account_id
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             target = await require_account(conn, principal, to_account_id)
             if target["id"] == own:
@@ -342,7 +342,7 @@ async def request_funds(
     check_amount(amount_micros)
     if len(note) > 2000:
         raise Invalid("note", "must be at most 2000 characters")
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             request_id = await conn.fetchval(
                 "INSERT INTO add_funds_requests (account_id, requested_by, amount_micros, note) "
@@ -372,7 +372,7 @@ async def get_funds_request(
     ctx: ManagementContext, principal: Principal, request_id: int
 ) -> dict[str, Any]:
     """One add-funds request the caller may see."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             return await _load_request(conn, principal, request_id)
 
@@ -397,7 +397,7 @@ async def list_funds_requests(
         "AND (NOT $5 OR r.account_id = $2)"
     )
     args = (principal.grant_list, principal.account_id, status, account_id, own_only)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             total = await conn.fetchval(f"SELECT count(*) {_REQUEST_FROM} {where}", *args)
             rows = await conn.fetch(
@@ -420,7 +420,7 @@ async def approve_funds_request(
     """
     if not principal.is_admin:
         raise Forbidden("only the operator approves add-funds requests")
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT r.*, a.parent_id FROM add_funds_requests r "
@@ -460,7 +460,7 @@ async def reject_funds_request(
     """Refuse a pending request (operator only); rejecting again changes nothing."""
     if not principal.is_admin:
         raise Forbidden("only the operator rejects add-funds requests")
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             status = await conn.fetchval(
                 "SELECT status FROM add_funds_requests WHERE id = $1 FOR UPDATE", request_id

@@ -31,7 +31,7 @@ from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, require_account, visible
 from gateway.db import Connection
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 from gateway.rating.numbers import InvalidNumber, NumberPlan, normalize
 
 API_PLAN = NumberPlan(international_prefixes=("00",), national_prefix="")
@@ -221,7 +221,7 @@ async def list_caller_ids(
     ctx: ManagementContext, principal: Principal, customer_id: int, page: PageRequest
 ) -> tuple[list[CallerIdView], int]:
     """A page of the customer's caller-IDs and their total count."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             await _customer(conn, principal, customer_id, write=False)
             rows, total = await _page(conn, "caller_ids", customer_id, page, CALLER_ID_SORT)
@@ -233,7 +233,7 @@ async def add_caller_id(
 ) -> CallerIdView:
     """Add a caller-ID to a customer; 409 CALLER_ID_TAKEN when any account has it."""
     digits = normalize_caller_id(number)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             await _customer(conn, principal, customer_id, write=True)
             added = await insert_caller_id(conn, customer_id, digits, description)
@@ -253,7 +253,7 @@ async def change_caller_id(
     if "description" in changes and description is None:
         raise Invalid("description", "must not be null")
     digits = normalize_caller_id(number) if number is not None else None
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             await _owned(conn, principal, "caller_ids", caller_id, write=True)
             try:
@@ -275,7 +275,7 @@ async def change_caller_id(
 
 async def delete_caller_id(ctx: ManagementContext, principal: Principal, caller_id: int) -> None:
     """Remove a caller-ID (it identifies nobody afterwards; the number is free again)."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             await _owned(conn, principal, "caller_ids", caller_id, write=True)
             await conn.execute("DELETE FROM caller_ids WHERE id = $1", caller_id)
@@ -295,7 +295,7 @@ async def list_extensions(
     ctx: ManagementContext, principal: Principal, customer_id: int, page: PageRequest
 ) -> tuple[list[ExtensionView], int]:
     """A page of the customer's extensions (with secrets) and their total count."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             await _customer(conn, principal, customer_id, write=False)
             rows, total = await _page(conn, "extensions", customer_id, page, EXTENSION_SORT)
@@ -313,7 +313,7 @@ async def add_extension(
     """Add an extension billed to the customer; 409 EXTENSION_TAKEN on a used username."""
     if username is not None:
         check_username(username)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             await _customer(conn, principal, customer_id, write=True)
             added = await insert_extension(conn, customer_id, username, secret, description)
@@ -336,7 +336,7 @@ async def change_extension(
         check_username(changes["username"])
     if changes.get("status") not in (None, "active", "disabled"):
         raise Invalid("status", "must be active or disabled")
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             await _owned(conn, principal, "extensions", extension_id, write=True)
             try:
@@ -359,7 +359,7 @@ async def change_extension(
 
 async def delete_extension(ctx: ManagementContext, principal: Principal, extension_id: int) -> None:
     """Remove an extension; its username is free again and calls with it are refused."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             await _owned(conn, principal, "extensions", extension_id, write=True)
             await conn.execute("DELETE FROM extensions WHERE id = $1", extension_id)

@@ -30,7 +30,7 @@ import asyncpg
 from gateway import metrics
 from gateway.config import SmtpConfig
 from gateway.db import Connection
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 from gateway.errors import BackendUnavailable
 from gateway.periodic import Periodic
 
@@ -109,7 +109,7 @@ def _lease_s(config: SmtpConfig) -> float:
 async def _finish(
     pool: asyncpg.Pool, row: asyncpg.Record, now: datetime, error: str | None, config: SmtpConfig
 ) -> None:
-    with translate_errors():
+    with pg_errors():
         async with pool.acquire() as conn:
             if error is None:
                 await conn.execute(
@@ -145,7 +145,7 @@ async def drain(
     sent = failed = 0
     for _ in range(limit):
         moment = now or datetime.now(UTC)
-        with translate_errors():
+        with pg_errors():
             async with pool.acquire() as conn:
                 row = await conn.fetchrow(
                     _CLAIM, kind, moment, config.max_attempts, _lease_s(config)

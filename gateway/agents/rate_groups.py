@@ -23,7 +23,7 @@ from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, rate_group_visible, visible
 from gateway.db import Connection
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 
 WHOLESALE_FIXED = "WHOLESALE_FIXED_RATE_GROUP"
 NOT_OWNER = "RATE_GROUP_NOT_OWNED"
@@ -110,7 +110,7 @@ async def list_groups(
         "AND ($3::text IS NULL OR strpos(lower(g.name), lower($3)) > 0)"
     )
     args: list[Any] = [principal.user_id, principal.grant_list, name]
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             total = await conn.fetchval(f"SELECT count(*) FROM rate_groups g WHERE {where}", *args)
             rows = await conn.fetch(
@@ -177,7 +177,7 @@ async def check_may_change(conn: Connection, principal: Principal, group: asyncp
 
 async def get_group(ctx: ManagementContext, principal: Principal, group_id: int) -> RateGroup:
     """One visible group, with how many of the caller's visible accounts use it."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             row = await require_group(conn, principal, group_id)
             using = await conn.fetchval(
@@ -223,7 +223,7 @@ async def create_group(
     The currency defaults to the agent's own account currency (USD for the operator).
     """
     _check_group_fields(name, currency, description)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             await check_may_create(conn, principal)
             owner = None if principal.is_admin else principal.user_id
@@ -260,7 +260,7 @@ async def update_group(
     """Rename, re-describe or change the currency of a group the caller may change
     (the currency only while no account uses the group: ``RATE_GROUP_IN_USE``)."""
     _check_group_fields(name, currency, description)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             group = await require_group(conn, principal, group_id, for_update=True)
             await check_may_change(conn, principal, group)
@@ -299,7 +299,7 @@ async def delete_group(ctx: ManagementContext, principal: Principal, group_id: i
     Any account counts, removed ones included: they keep their history, and the
     foreign key would refuse anyway.
     """
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             group = await require_group(conn, principal, group_id, for_update=True)
             await check_may_change(conn, principal, group)

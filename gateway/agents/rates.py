@@ -23,7 +23,7 @@ from gateway.agents.principal import Principal
 from gateway.agents.rate_groups import check_may_change, check_text, require_group
 from gateway.db import BIGINT_MAX, INTEGER_MAX, Connection
 from gateway.db import rates as rates_db
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 from gateway.rating import InvalidNumber, NumberPlan, Rate, RowError, normalize
 
 PREFIX_MAX_DIGITS = 32
@@ -211,7 +211,7 @@ async def list_rates(
             "ORDER BY length(b.prefix) DESC, b.effective_from DESC LIMIT 1)"
         )
     where = " AND ".join(conditions)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             await require_group(conn, principal, group_id)
             total = await conn.fetchval(f"SELECT count(*) FROM rates r WHERE {where}", *args)
@@ -241,7 +241,7 @@ async def get_rate(
     ctx: ManagementContext, principal: Principal, group_id: int, rate_id: int
 ) -> RateRecord:
     """One rate of a visible group."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             await require_group(conn, principal, group_id)
             return await _require_rate(conn, group_id, rate_id)
@@ -263,7 +263,7 @@ async def create_rate(
     """Add a rate to a group the caller may change; ``RATE_EXISTS`` on a taken
     (prefix, effective_from)."""
     checked = check_rate(values)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             await _changeable(conn, principal, group_id)
             try:
@@ -294,7 +294,7 @@ async def update_rate(
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
         raise Invalid(unknown[0], "not a field of a rate")
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             await _changeable(conn, principal, group_id)
             current = await _require_rate(conn, group_id, rate_id, for_update=True)
@@ -324,7 +324,7 @@ async def delete_rate(
     ctx: ManagementContext, principal: Principal, group_id: int, rate_id: int
 ) -> None:
     """Remove a rate from a group the caller may change."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             await _changeable(conn, principal, group_id)
             deleted = await conn.fetchval(
@@ -339,7 +339,7 @@ async def delete_rate(
 async def export_deck(ctx: ManagementContext, principal: Principal, group_id: int) -> str:
     """A visible group's rates as a CSV deck (``gateway rates export`` format)."""
     out = io.StringIO()
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             await require_group(conn, principal, group_id)
             await rates_db.export_rates(conn, group_id, out)
@@ -356,7 +356,7 @@ async def import_deck(
     ``DeckInvalid`` lists the bad rows.
     """
     check_text("file", text)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             async with conn.transaction():
                 group = await require_group(conn, principal, group_id)

@@ -28,7 +28,7 @@ from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, visible
 from gateway.db import Connection
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ async def list_tickets(
         status,
         account_id,
     )
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             total = await conn.fetchval(
                 f"SELECT count(*) FROM tickets t JOIN accounts acc ON acc.id = t.account_id "
@@ -238,7 +238,7 @@ async def list_tickets(
 
 async def get_ticket(ctx: ManagementContext, principal: Principal, ticket_id: int) -> TicketDetail:
     """One ticket with its messages, oldest first; NotFound unless the caller may see it."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn:
             row = await _visible_ticket(conn, principal, ticket_id)
             return TicketDetail(_ticket(row), await _messages(conn, ticket_id))
@@ -256,7 +256,7 @@ async def open_ticket(
         raise Forbidden("the operator answers tickets; it does not open them")
     subject = _check_text("subject", subject, SUBJECT_MAX).strip()
     body = _check_text("body", body, BODY_MAX)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             account = await conn.fetchrow(
                 "SELECT id, kind, parent_id FROM accounts WHERE id = $1 AND status <> 'removed'",
@@ -293,7 +293,7 @@ async def reply(
 ) -> TicketDetail:
     """Add a message; the handler's reply marks the ticket answered, the opener's open."""
     body = _check_text("body", body, BODY_MAX)
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             row = await _visible_ticket(conn, principal, ticket_id, for_update=True)
             side = await _side(conn, principal, row)
@@ -316,7 +316,7 @@ async def reply(
 
 async def close(ctx: ManagementContext, principal: Principal, ticket_id: int) -> TicketDetail:
     """Close the ticket (either side may); closing a closed ticket changes nothing."""
-    with translate_errors():
+    with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             row = await _visible_ticket(conn, principal, ticket_id, for_update=True)
             await _side(conn, principal, row)

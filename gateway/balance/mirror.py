@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from gateway.balance.scripts import Pipeliner
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 from gateway.keys import Keys
 
 _SELECT = """
@@ -61,7 +61,7 @@ class AccountMirror:
 
     async def _load(self, account_ids: list[int]) -> int:
         loaded = 0
-        with translate_errors():
+        with pg_errors():
             async with self.pool.acquire() as conn, conn.transaction():
                 rows = await conn.fetch(_SELECT, account_ids)
                 for row in rows:
@@ -88,7 +88,7 @@ class AccountMirror:
 
     async def sync(self, account_id: int) -> bool:
         """Copy the account's credit limit, call limit and status; False if not mirrored."""
-        with translate_errors():
+        with pg_errors():
             async with self.pool.acquire() as conn:
                 row = await conn.fetchrow(
                     "SELECT root_id, credit_limit_micros, max_concurrent_calls, status "

@@ -16,10 +16,10 @@ import asyncpg
 
 from gateway.balance.scripts import Pipeliner
 from gateway.db import Connection
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 from gateway.errors import BackendUnavailable, GatewayError
 from gateway.keys import Keys
-from gateway.redisconn import translate_errors as redis_errors
+from gateway.redisconn import redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ async def move_money(
     pool: asyncpg.Pool, pipeliner: Pipeliner, keys: Keys, move: MoneyMove
 ) -> MoveResult:
     """Book ``move`` in PostgreSQL, then mirror it in Redis; idempotent by its key."""
-    with translate_errors():
+    with pg_errors():
         async with pool.acquire() as conn, conn.transaction():
             ledger_ids, mirrors, duplicate = await _book(conn, move, pipeliner, keys)
     mirrored = True

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from gateway.balance.types import SettlementEntry
 from gateway.keys import Keys
-from gateway.redisconn import translate_errors
+from gateway.redisconn import redis_errors
 
 LIVE_STATES = (b"reserved", b"answered")
 _FIELDS = ("bal", "held", "calls")
@@ -111,7 +111,7 @@ async def reconcile(
 ) -> Report:
     """Check every mirrored account; with ``repair``, bring Redis to PostgreSQL's values."""
     sql = "SELECT id, root_id, balance_micros FROM accounts ORDER BY id"
-    with translate_errors():
+    with redis_errors():
         async with pool.acquire() as conn:
             rows = await conn.fetch(sql)
         first = await _compare(client, keys, rows, await _snapshot(client, keys))

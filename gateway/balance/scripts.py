@@ -23,7 +23,7 @@ import redis.exceptions
 
 from gateway import metrics
 from gateway.errors import BackendUnavailable
-from gateway.redisconn import translate_errors
+from gateway.redisconn import redis_errors
 
 SCRIPT_NAMES = (
     "reserve",
@@ -130,7 +130,7 @@ class Pipeliner:
 
     async def load(self) -> None:
         """SCRIPT LOAD every script (at start-up, and after a NOSCRIPT)."""
-        with translate_errors():
+        with redis_errors():
             for script in self.scripts.values():
                 await self.client.script_load(script.source)
 
@@ -199,7 +199,7 @@ class Pipeliner:
         self.calls_sent += len(batch)
         started = time.perf_counter()
         replies: list[Any] = []
-        with translate_errors():
+        with redis_errors():
             connection = await self._connection()
             try:
                 async with asyncio.timeout(self._timeout_s):

@@ -18,7 +18,7 @@ from gateway.balance.scripts import Pipeliner
 from gateway.balance.types import CallEnd, CallMeta, Chain, Extended, Grant, Settled
 from gateway.config import BalanceConfig
 from gateway.keys import Keys
-from gateway.redisconn import translate_errors
+from gateway.redisconn import redis_errors
 
 
 class NotLoaded(Exception):
@@ -216,7 +216,7 @@ class BalanceStore:
     async def due_slices(self, shard: int, now: float, limit: int) -> list[str]:
         """Session keys of the shard whose hold needs its next slice, or whose held time
         ran out after a cut, at ``now``."""
-        with translate_errors():
+        with redis_errors():
             due = await self.pipeliner.client.zrangebyscore(
                 self.keys.slices(shard), "-inf", now, start=0, num=limit
             )
@@ -224,14 +224,14 @@ class BalanceStore:
 
     async def forget_slice(self, session: str, shard: int) -> None:
         """Drop a session that ended from the slices set (the keeper met it late)."""
-        with translate_errors():
+        with redis_errors():
             await self.pipeliner.client.zrem(self.keys.slices(shard), session)
 
     async def claim_cut(self, session: str, shard: int) -> str | None:
         """Claim the hang-up of a cut call, once across every gateway: its ``reach``
         (see ``start``) for the one caller that claims it, else None."""
         client = self.pipeliner.client
-        with translate_errors():
+        with redis_errors():
             first = await client.hsetnx(session, "disc", "1")
             await client.zrem(self.keys.slices(shard), session)
             reach = await client.hget(session, "reach") if first else None
@@ -349,10 +349,10 @@ class BalanceStore:
         pattern_nas = "".join(f"\\{c}" if c in "*?[]\\" else c for c in nas)
         for shard in range(self.keys.shards):
             match = f"{self.keys.tag(shard)}:sess:{pattern_nas}|*"
-            with translate_errors():
+            with redis_errors():
                 sessions = [_text(s) async for s in client.scan_iter(match=match, count=1000)]
             for session in sessions:
-                with translate_errors():
+                with redis_errors():
                     state, answered_at = await client.hmget(session, ["st", "answered_at"])
                 if state == b"answered":
                     yield OpenSession(session, shard, float(answered_at or time.time()))
@@ -362,14 +362,14 @@ class BalanceStore:
     async def answered_at(self, ref: SessionRef) -> float | None:
         """When the call was answered (unix seconds), None when it was not or is unknown."""
         session, _ = self._session_keys(ref)
-        with translate_errors():
+        with redis_errors():
             value = await self.pipeliner.client.hget(session, "answered_at")
         return None if value is None else float(value)
 
     async def session_state(self, ref: SessionRef) -> str | None:
         """The session's state (reserved, answered, settled, released) or None."""
         session, _ = self._session_keys(ref)
-        with translate_errors():
+        with redis_errors():
             value = await self.pipeliner.client.hget(session, "st")
         return None if value is None else _text(value)
 

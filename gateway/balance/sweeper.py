@@ -16,7 +16,7 @@ from gateway import metrics
 from gateway.balance.store import BalanceStore, SessionEnded, UnknownSession
 from gateway.balance.types import CallEnd
 from gateway.periodic import Periodic
-from gateway.redisconn import translate_errors
+from gateway.redisconn import redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Sweeper(Periodic):
         keys = self.store.keys
         client = self.store.pipeliner.client
         for shard in range(keys.shards):
-            with translate_errors():
+            with redis_errors():
                 due = await client.zrangebyscore(
                     keys.due(shard), "-inf", moment, start=0, num=SWEEP_BATCH
                 )
@@ -56,7 +56,7 @@ class Sweeper(Periodic):
 
     async def _end(self, session: str, shard: int) -> int:
         client = self.store.pipeliner.client
-        with translate_errors():
+        with redis_errors():
             state, granted, held, answered_at = await client.hmget(
                 session, ["st", "granted", "held", "answered_at"]
             )
@@ -72,7 +72,7 @@ class Sweeper(Periodic):
                 metrics.ORPHANS_SWEPT.labels("settled").inc()
             elif state is None:
                 # The session is gone (expired or removed): only its index entry is left.
-                with translate_errors():
+                with redis_errors():
                     await client.zrem(self.store.keys.due(shard), session)
                 return 0
             else:

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 
 from gateway.db.cdr_row import EntryRef
 from gateway.errors import BackendUnavailable
-from gateway.redisconn import translate_errors
+from gateway.redisconn import redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class CommitWaiters:
         once calls stop coming (a client closed at shutdown stays closed)."""
         pubsub: Any = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
-            with translate_errors():
+            with redis_errors():
                 await pubsub.subscribe(*self.channels)
                 self._subscribed = True
                 while True:
@@ -201,7 +201,7 @@ class CommitWaiters:
         for stream, entry_id in refs:
             pipe.xrange(stream, entry_id, entry_id, count=1)
         try:
-            with translate_errors():
+            with redis_errors():
                 replies = await pipe.execute()
         except BackendUnavailable as exc:
             if not self._check_failing:  # once per outage, not every tick

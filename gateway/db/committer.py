@@ -45,7 +45,7 @@ from gateway.db.cdr_writer import BatchResult, Method, ensure_partition, write_b
 from gateway.db.commit_wait import CommitWaiters, commit_message
 from gateway.errors import BackendUnavailable
 from gateway.keys import Keys
-from gateway.redisconn import translate_errors as redis_errors
+from gateway.redisconn import redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ class Committer:
 
     async def _write(self, items: Sequence[StreamEntry]) -> BatchResult:
         rows = [i.row for i in items if i.row is not None]
-        with db_pool.translate_errors():
+        with db_pool.pg_errors():
             try:
                 started = time.perf_counter()
                 async with self.pool.acquire() as conn:
@@ -412,7 +412,7 @@ class Committer:
 
     async def _ensure_partitions(self, rows: Sequence[CdrRow]) -> None:
         for month in sorted(months_of(rows) - self._months):
-            with db_pool.translate_errors():
+            with db_pool.pg_errors():
                 try:
                     async with self.pool.acquire() as conn:
                         await ensure_partition(conn, month)

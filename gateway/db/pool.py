@@ -30,7 +30,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 @contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
+def pg_errors() -> Iterator[None]:
     """Turn connection-level asyncpg/OS errors into ``BackendUnavailable('postgresql')``."""
     try:
         yield
@@ -43,7 +43,7 @@ def translate_errors() -> Iterator[None]:
 
 async def create_pool(config: DatabaseConfig, url: str) -> asyncpg.Pool:
     """Open the pool; fail with ``BackendUnavailable`` naming the URL when it cannot."""
-    with translate_errors():
+    with pg_errors():
         pool = await asyncpg.create_pool(
             url,
             min_size=config.pool_min,

@@ -27,7 +27,7 @@ from gateway.authz.identify import Credentials, identify
 from gateway.authz.reasons import Refusal
 from gateway.calls import Party, Policy
 from gateway.db.listener import NotifyListener
-from gateway.db.pool import translate_errors
+from gateway.db.pool import pg_errors
 from gateway.db.routes import CHANNEL, RELOAD_ALL, load_tables
 from gateway.routes import Gateway, RouteIndex, ordered
 
@@ -65,7 +65,7 @@ class RouteCache:
         return self._index
 
     async def start(self) -> None:
-        with translate_errors():
+        with pg_errors():
             await self._listener.start()
         try:
             await self._load(None)
@@ -114,7 +114,7 @@ class RouteCache:
                 await asyncio.sleep(self.retry_s)
 
     async def _load(self, group_ids: set[int] | None) -> None:
-        with translate_errors():
+        with pg_errors():
             async with self.pool.acquire() as conn:
                 tables = await load_tables(conn, group_ids)
         if group_ids is None:

@@ -125,7 +125,8 @@ async def test_a_refusal_is_an_access_reject_with_its_code(
 
 
 @pytest.mark.parametrize(
-    "outcome", [Refusal(Reason.BACKEND_UNAVAILABLE), BackendUnavailable("redis", "connection refused")]
+    "outcome",
+    [Refusal(Reason.BACKEND_UNAVAILABLE), BackendUnavailable("redis", "connection refused")],
 )
 async def test_no_reply_when_a_backend_is_down(outcome: Any) -> None:
     assert await ask(FakeCalls(outcome), client(), PacketCode.ACCESS_REQUEST, CALL) is None
