@@ -23,10 +23,10 @@ from gateway import metrics
 from gateway.authz.directory import Directory
 from gateway.authz.identify import Caller, identify
 from gateway.authz.reasons import Reason, Refusal
-from gateway.balance.chain import build_chain
+from gateway.balance.chain import Priced, build_chain
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionEnded, SessionExists, SessionRef, UnknownSession
-from gateway.balance.types import CallEnd, CallMeta, Chain, Extended, Settled
+from gateway.balance.types import CallEnd, CallMeta, Extended, Settled
 from gateway.call_types import (
     Authorized,
     CallKey,
@@ -118,10 +118,12 @@ class Calls:
             return caller
         if not party.called:
             return LoginAccepted(caller.account_id)
-        priced = self._price(caller.account_id, party, policy, moment)
+        number = policy.number(party.called)
+        priced = self._price(caller.account_id, number, moment)
         if isinstance(priced, Refusal):
             return priced
-        chain, meta_fields = priced
+        assert number is not None  # priced
+        chain = priced.chain
         links: tuple[tuple[str, int], ...] = ()
         if key is None:
             linked = CallKey("-", f"auth-{time.monotonic_ns()}")
@@ -129,10 +131,10 @@ class Calls:
             linked = key
         else:
             linked = CallKey(key.nas, "", key.leg)
-            links = self._links(chain.root_id, key, caller.account_id, meta_fields[0])
+            links = self._links(chain.root_id, key, caller.account_id, number)
         session = linked.session_key if linked.session_id else _provisional_key(linked)
         ref = SessionRef(chain.root_id, session)
-        meta = self._meta(linked, party, policy, moment, meta_fields)
+        meta = self._meta(linked, party, policy, moment, number, priced)
         result = await self.balance.reserve(
             ref, chain, meta, slice_mode=policy.slices and key is not None, links=links
         )
@@ -396,11 +398,13 @@ class Calls:
         if isinstance(caller, Refusal):
             return caller
         setup = end.connect_at if end.connect_at is not None else end.disconnect_at - duration_s
-        priced = self._price(caller.account_id, party, policy, setup)
+        number = policy.number(party.called)
+        priced = self._price(caller.account_id, number, setup)
         if isinstance(priced, Refusal):
             return priced
-        chain, meta_fields = priced
-        meta = self._meta(key, party, policy, setup, meta_fields)
+        assert number is not None  # priced
+        chain = priced.chain
+        meta = self._meta(key, party, policy, setup, number, priced)
         try:
             return await self.balance.charge(ref, chain, meta, duration_s, end)
         except SessionExists:
@@ -450,30 +454,17 @@ class Calls:
             check_secret=policy.check_secret,
         )
 
-    def _price(
-        self, account_id: int, party: Party, policy: Policy, at: float
-    ) -> tuple[Chain, tuple[str, tuple[str, ...], tuple[int, ...]]] | Refusal:
-        number = policy.number(party.called)
+    def _price(self, account_id: int, number: str | None, at: float) -> Priced | Refusal:
         if number is None:
             return Refusal(Reason.DESTINATION_NOT_RATED, account_id, detail="invalid number")
         accounts = self.directory.chain_accounts(account_id)
         if accounts is None:
             return Refusal(Reason.UNKNOWN_CALLER, account_id)
-        built = build_chain(accounts, self.rates.index, number, datetime.fromtimestamp(at, UTC))
-        if isinstance(built, Refusal):
-            return built
-        chain, prefixes, groups = built
-        return chain, (number, prefixes, groups)
+        return build_chain(accounts, self.rates.index, number, datetime.fromtimestamp(at, UTC))
 
     def _meta(
-        self,
-        key: CallKey,
-        party: Party,
-        policy: Policy,
-        at: float,
-        fields: tuple[str, tuple[str, ...], tuple[int, ...]],
+        self, key: CallKey, party: Party, policy: Policy, at: float, number: str, priced: Priced
     ) -> CallMeta:
-        number, prefixes, groups = fields
         return CallMeta(
             nas=key.nas,
             session_id=key.session_id,
@@ -483,8 +474,8 @@ class Calls:
             called=number,
             called_dialled=party.called or "",
             remote_addr=party.remote_addr,
-            prefixes=prefixes,
-            rate_groups=groups,
+            prefixes=priced.prefixes,
+            rate_groups=priced.rate_groups,
         )
 
     def _locate(self, key: CallKey, party: Party, policy: Policy) -> SessionRef | None:

@@ -51,22 +51,32 @@ async def fetch_chain_accounts(conn: Connection, customer_id: int) -> list[Chain
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """A call's chain priced for a destination: who pays at which rate, and what the
+    CDR keeps of it per level (the matched prefix, the rate group; '' and 0 for a
+    level that is not charged)."""
+
+    chain: Chain
+    prefixes: tuple[str, ...]
+    rate_groups: tuple[int, ...]
+
+
 # Chains built before, by the identity of what they were built from: the accounts
 # tuple (``Directory.chain_accounts`` hands out one per customer) and each level's
 # rate object (the rating index hands out the same ones until rates are reloaded).
 # Each entry keeps those objects alive, so an id in a key cannot be reused by
 # another object while the entry exists.
-_Built = tuple[Chain, tuple[str, ...], tuple[int, ...]]
-_CACHE: dict[tuple[int, ...], tuple[Sequence[ChainAccount], tuple[Rate | None, ...], _Built]] = {}
+_CACHE: dict[tuple[int, ...], tuple[Sequence[ChainAccount], tuple[Rate | None, ...], Priced]] = {}
 MAX_CACHED = 100_000
 
 
 def build_chain(
     accounts: Sequence[ChainAccount], index: RatingIndex, number: str, at: datetime
-) -> _Built | Refusal:
+) -> Priced | Refusal:
     """Price every paying level for ``number`` at ``at``.
 
-    Returns the chain plus each level's matched prefix and rate group (for the CDR),
+    Returns the chain with each level's matched prefix and rate group (for the CDR),
     or a refusal naming the first level with no rate for the destination. Calls
     priced at the same rates for the same accounts share one (immutable) result.
     """
@@ -95,7 +105,7 @@ def build_chain(
     return built
 
 
-def _build(accounts: Sequence[ChainAccount], rates: Sequence[Rate | None]) -> _Built:
+def _build(accounts: Sequence[ChainAccount], rates: Sequence[Rate | None]) -> Priced:
     levels: list[Level] = []
     prefixes: list[str] = []
     groups: list[int] = []
@@ -108,5 +118,4 @@ def _build(accounts: Sequence[ChainAccount], rates: Sequence[Rate | None]) -> _B
         levels.append(Level(account.id, True, rate, account.rate_group_id))
         prefixes.append(rate.prefix)
         groups.append(account.rate_group_id or 0)
-    chain = Chain(accounts[0].root_id, tuple(levels))
-    return chain, tuple(prefixes), tuple(groups)
+    return Priced(Chain(accounts[0].root_id, tuple(levels)), tuple(prefixes), tuple(groups))

@@ -200,7 +200,7 @@ async def from_demo(conn: Connection, plan: NumberPlan | None = None) -> Populat
         built = build_chain(accounts, index, number, now)
         if isinstance(built, Refusal):
             continue
-        chain = built[0]
+        chain = built.chain
         paying = tuple(
             (level.account_id, level.rate)
             for level in chain.levels

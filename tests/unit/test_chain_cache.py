@@ -31,7 +31,7 @@ def test_calls_priced_alike_share_the_chain() -> None:
     first = build_chain(CHAIN, index, "4930123", AT)
     again = build_chain(CHAIN, index, "4930999", AT)  # same rates, another number
     assert not isinstance(first, Refusal) and first is again
-    chain, prefixes, groups = first
+    chain, prefixes, groups = first.chain, first.prefixes, first.rate_groups
     assert [lv.account_id for lv in chain.levels] == [3, 2, 1]
     assert [lv.charged for lv in chain.levels] == [True, False, True]
     assert prefixes == ("4930", "", "49") and groups == (10, 0, 20)
@@ -46,9 +46,9 @@ def test_other_rates_or_accounts_get_their_own() -> None:
     other_accounts = build_chain(tuple(list(CHAIN)), index, "4930123", AT)  # equal, not same
     assert not isinstance(base, Refusal) and not isinstance(uk, Refusal)
     assert not isinstance(repriced, Refusal) and not isinstance(other_accounts, Refusal)
-    assert uk[1] == ("44", "", "44") and uk is not base
-    assert repriced[0].levels[0].rate is not None
-    assert repriced[0].levels[0].rate.price_per_min_micros == 16_000
+    assert uk.prefixes == ("44", "", "44") and uk is not base
+    assert repriced.chain.levels[0].rate is not None
+    assert repriced.chain.levels[0].rate.price_per_min_micros == 16_000
     assert other_accounts == base and other_accounts is not base  # built again, alike
 
 
