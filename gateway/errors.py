@@ -20,5 +20,23 @@ class BackendUnavailable(GatewayError):
         self.reason = reason
 
 
+class Duplicate(GatewayError):
+    """A row with the same unique values is already stored (a unique constraint)."""
+
+    def __init__(self, constraint: str, detail: str) -> None:
+        super().__init__(f"{constraint}: {detail}" if detail else constraint)
+        self.constraint = constraint
+        self.detail = detail
+
+
+class StillReferenced(GatewayError):
+    """The row is still referred to by another (a foreign key forbids the change)."""
+
+    def __init__(self, constraint: str, detail: str) -> None:
+        super().__init__(f"{constraint}: {detail}" if detail else constraint)
+        self.constraint = constraint
+        self.detail = detail
+
+
 class MigrationError(GatewayError):
     """The schema cannot be brought up to date (bad file, changed history, SQL error)."""

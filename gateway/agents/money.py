@@ -36,7 +36,8 @@ from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.agents.principal import Principal, require_account, visible
 from gateway.balance.moves import MoneyMove, MoveResult, Posting, move_money
 from gateway.db import Connection
-from gateway.db.pool import pg_errors
+from gateway.db.pool import pg_errors, pg_integrity
+from gateway.errors import Duplicate
 
 MAX_AMOUNT_MICROS = 10**15
 MAX_KEY_LEN = 100
@@ -167,8 +168,9 @@ async def _execute(
                 created_by_user_id=move.created_by_user_id,
             )
         try:
-            return await move_money(ctx.pool, ctx.pipeliner, ctx.keys, move)
-        except asyncpg.UniqueViolationError:
+            with pg_integrity():
+                return await move_money(ctx.pool, ctx.pipeliner, ctx.keys, move)
+        except Duplicate:
             if attempt:
                 raise
     raise AssertionError("unreachable")

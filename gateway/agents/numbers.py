@@ -31,7 +31,8 @@ from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, require_account, visible
 from gateway.db import Connection
-from gateway.db.pool import pg_errors
+from gateway.db.pool import pg_errors, pg_integrity
+from gateway.errors import Duplicate
 from gateway.rating.numbers import InvalidNumber, NumberPlan, normalize
 
 API_PLAN = NumberPlan(international_prefixes=("00",), national_prefix="")
@@ -257,15 +258,16 @@ async def change_caller_id(
         async with ctx.pool.acquire() as conn, conn.transaction():
             await _owned(conn, principal, "caller_ids", caller_id, write=True)
             try:
-                async with conn.transaction():
-                    row = await conn.fetchrow(
-                        "UPDATE caller_ids SET number = coalesce($2, number), "
-                        "description = coalesce($3, description) WHERE id = $1 RETURNING *",
-                        caller_id,
-                        digits,
-                        description,
-                    )
-            except asyncpg.UniqueViolationError:
+                with pg_integrity():
+                    async with conn.transaction():
+                        row = await conn.fetchrow(
+                            "UPDATE caller_ids SET number = coalesce($2, number), "
+                            "description = coalesce($3, description) WHERE id = $1 RETURNING *",
+                            caller_id,
+                            digits,
+                            description,
+                        )
+            except Duplicate:
                 raise Conflict(
                     f"caller-ID {digits} is already in use", code="CALLER_ID_TAKEN"
                 ) from None
@@ -340,15 +342,16 @@ async def change_extension(
         async with ctx.pool.acquire() as conn, conn.transaction():
             await _owned(conn, principal, "extensions", extension_id, write=True)
             try:
-                async with conn.transaction():
-                    row = await conn.fetchrow(
-                        "UPDATE extensions SET username = coalesce($2, username), "
-                        "secret = coalesce($3, secret), status = coalesce($4, status), "
-                        "description = coalesce($5, description) WHERE id = $1 RETURNING *",
-                        extension_id,
-                        *(changes.get(name) for name in _EXTENSION_FIELDS),
-                    )
-            except asyncpg.UniqueViolationError:
+                with pg_integrity():
+                    async with conn.transaction():
+                        row = await conn.fetchrow(
+                            "UPDATE extensions SET username = coalesce($2, username), "
+                            "secret = coalesce($3, secret), status = coalesce($4, status), "
+                            "description = coalesce($5, description) WHERE id = $1 RETURNING *",
+                            extension_id,
+                            *(changes.get(name) for name in _EXTENSION_FIELDS),
+                        )
+            except Duplicate:
                 raise Conflict(
                     f"extension {changes.get('username')} is already in use",
                     code="EXTENSION_TAKEN",

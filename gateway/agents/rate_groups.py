@@ -23,7 +23,8 @@ from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, rate_group_visible, visible
 from gateway.db import Connection
-from gateway.db.pool import pg_errors
+from gateway.db.pool import pg_errors, pg_integrity
+from gateway.errors import Duplicate, StillReferenced
 
 WHOLESALE_FIXED = "WHOLESALE_FIXED_RATE_GROUP"
 NOT_OWNER = "RATE_GROUP_NOT_OWNED"
@@ -203,7 +204,7 @@ def _check_group_fields(name: str | None, currency: str | None, description: str
             raise Invalid("description", "must be at most 2000 characters")
 
 
-def _name_taken(exc: asyncpg.UniqueViolationError) -> Conflict:
+def _name_taken(exc: Duplicate) -> Conflict:
     return Conflict(
         f"a rate group of this owner already has that name: {exc.detail or ''}".strip(),
         code="RATE_GROUP_EXISTS",
@@ -234,15 +235,16 @@ async def create_group(
                         "SELECT currency FROM accounts WHERE id = $1", principal.account_id
                     )
             try:
-                group_id = await conn.fetchval(
-                    "INSERT INTO rate_groups (name, owner_user_id, currency, description) "
-                    "VALUES ($1, $2, $3, $4) RETURNING id",
-                    name,
-                    owner,
-                    currency,
-                    description,
-                )
-            except asyncpg.UniqueViolationError as exc:
+                with pg_integrity():
+                    group_id = await conn.fetchval(
+                        "INSERT INTO rate_groups (name, owner_user_id, currency, description) "
+                        "VALUES ($1, $2, $3, $4) RETURNING id",
+                        name,
+                        owner,
+                        currency,
+                        description,
+                    )
+            except Duplicate as exc:
                 raise _name_taken(exc) from None
             row = await require_group(conn, principal, group_id)
     return _group(principal, row, 0)
@@ -270,16 +272,17 @@ async def update_group(
                     code=IN_USE,
                 )
             try:
-                await conn.execute(
-                    "UPDATE rate_groups SET name = coalesce($2, name), "
-                    "currency = coalesce($3, currency), "
-                    "description = coalesce($4, description), updated_at = now() WHERE id = $1",
-                    group_id,
-                    name,
-                    currency,
-                    description,
-                )
-            except asyncpg.UniqueViolationError as exc:
+                with pg_integrity():
+                    await conn.execute(
+                        "UPDATE rate_groups SET name = coalesce($2, name), "
+                        "currency = coalesce($3, currency), "
+                        "description = coalesce($4, description), updated_at = now() WHERE id = $1",
+                        group_id,
+                        name,
+                        currency,
+                        description,
+                    )
+            except Duplicate as exc:
                 raise _name_taken(exc) from None
             row = await require_group(conn, principal, group_id)
     return _group(principal, row, None)
@@ -310,6 +313,7 @@ async def delete_group(ctx: ManagementContext, principal: Principal, group_id: i
             if await _in_use(conn, group_id):
                 raise in_use
             try:
-                await conn.execute("DELETE FROM rate_groups WHERE id = $1", group_id)
-            except asyncpg.ForeignKeyViolationError:
+                with pg_integrity():
+                    await conn.execute("DELETE FROM rate_groups WHERE id = $1", group_id)
+            except StillReferenced:
                 raise in_use from None  # an account took it meanwhile

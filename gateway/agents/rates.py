@@ -23,7 +23,8 @@ from gateway.agents.principal import Principal
 from gateway.agents.rate_groups import check_may_change, check_text, require_group
 from gateway.db import BIGINT_MAX, INTEGER_MAX, Connection
 from gateway.db import rates as rates_db
-from gateway.db.pool import pg_errors
+from gateway.db.pool import pg_errors, pg_integrity
+from gateway.errors import Duplicate
 from gateway.rating import InvalidNumber, NumberPlan, Rate, RowError, normalize
 
 PREFIX_MAX_DIGITS = 32
@@ -267,17 +268,18 @@ async def create_rate(
         async with ctx.pool.acquire() as conn, conn.transaction():
             await _changeable(conn, principal, group_id)
             try:
-                rate_id = await conn.fetchval(
-                    "INSERT INTO rates (rate_group_id, prefix, effective_from, "
-                    f"{', '.join(_WRITE_VALUES)}) "
-                    "VALUES ($1, $2, coalesce($3, '-infinity'::timestamptz), "
-                    "$4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-                    group_id,
-                    checked.prefix,
-                    checked.effective_from,
-                    *(getattr(checked, n) for n in _WRITE_VALUES),
-                )
-            except asyncpg.UniqueViolationError:
+                with pg_integrity():
+                    rate_id = await conn.fetchval(
+                        "INSERT INTO rates (rate_group_id, prefix, effective_from, "
+                        f"{', '.join(_WRITE_VALUES)}) "
+                        "VALUES ($1, $2, coalesce($3, '-infinity'::timestamptz), "
+                        "$4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                        group_id,
+                        checked.prefix,
+                        checked.effective_from,
+                        *(getattr(checked, n) for n in _WRITE_VALUES),
+                    )
+            except Duplicate:
                 raise _rate_exists(checked) from None
             return await _require_rate(conn, group_id, rate_id)
 
@@ -304,18 +306,19 @@ async def update_rate(
                     raise Invalid(name, "must not be null")
             checked = check_rate(RateFields(**merged))
             try:
-                await conn.execute(
-                    "UPDATE rates SET prefix = $3, "
-                    "effective_from = coalesce($4, '-infinity'::timestamptz), "
-                    + ", ".join(f"{n} = ${i}" for i, n in enumerate(_WRITE_VALUES, 5))
-                    + " WHERE id = $1 AND rate_group_id = $2",
-                    rate_id,
-                    group_id,
-                    checked.prefix,
-                    checked.effective_from,
-                    *(getattr(checked, n) for n in _WRITE_VALUES),
-                )
-            except asyncpg.UniqueViolationError:
+                with pg_integrity():
+                    await conn.execute(
+                        "UPDATE rates SET prefix = $3, "
+                        "effective_from = coalesce($4, '-infinity'::timestamptz), "
+                        + ", ".join(f"{n} = ${i}" for i, n in enumerate(_WRITE_VALUES, 5))
+                        + " WHERE id = $1 AND rate_group_id = $2",
+                        rate_id,
+                        group_id,
+                        checked.prefix,
+                        checked.effective_from,
+                        *(getattr(checked, n) for n in _WRITE_VALUES),
+                    )
+            except Duplicate:
                 raise _rate_exists(checked) from None
             return await _require_rate(conn, group_id, rate_id)
 

@@ -11,7 +11,7 @@ import asyncpg
 
 from gateway import metrics
 from gateway.config import DatabaseConfig, mask_url
-from gateway.errors import BackendUnavailable
+from gateway.errors import BackendUnavailable, Duplicate, StillReferenced
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,19 @@ def pg_errors() -> Iterator[None]:
     except _UNAVAILABLE as exc:
         metrics.BACKEND_ERRORS.labels("postgresql").inc()
         raise BackendUnavailable("postgresql", f"{type(exc).__name__}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def pg_integrity() -> Iterator[None]:
+    """Turn the constraint violations a service expects into ours: a unique constraint
+    into ``Duplicate``, a foreign key into ``StillReferenced``. Other violations pass
+    as they are (a rule the service does not check: the API refuses them with 422)."""
+    try:
+        yield
+    except asyncpg.exceptions.UniqueViolationError as exc:
+        raise Duplicate(exc.constraint_name or "", exc.detail or "") from exc
+    except asyncpg.exceptions.ForeignKeyViolationError as exc:
+        raise StillReferenced(exc.constraint_name or "", exc.detail or "") from exc
 
 
 async def create_pool(config: DatabaseConfig, url: str) -> asyncpg.Pool:
