@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from gateway import metrics
 from gateway.authz.directory import Directory
+from gateway.balance import fields
 from gateway.config import MetricsConfig
 from gateway.keys import Keys
 from gateway.ops import monotonic_age
@@ -60,7 +61,9 @@ class GaugeSampler(Periodic):
             return
         pipe = self.redis.pipeline(transaction=False)
         for agent in tops:
-            pipe.hmget(self.keys.account(agent, agent), ["calls", "held", "exp"])
+            pipe.hmget(
+                self.keys.account(agent, agent), [fields.CALLS, fields.HELD_MICROS, fields.EXPOSURE]
+            )
         seen: set[str] = set()
         for agent, (calls, held, exposure) in zip(tops, await pipe.execute(), strict=True):
             label = str(agent)

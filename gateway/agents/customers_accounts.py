@@ -20,6 +20,7 @@ from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Invalid
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, rate_group_visible, require_account, visible
+from gateway.balance import fields
 from gateway.db import Connection
 from gateway.db.pool import pg_errors
 from gateway.errors import BackendUnavailable
@@ -108,7 +109,11 @@ async def read_live(ctx: ManagementContext, rows: Sequence[asyncpg.Record]) -> d
         with redis_errors():
             async with ctx.redis.pipeline(transaction=False) as pipe:
                 for row in rows:
-                    pipe.hmget(ctx.keys.account(row["root_id"], row["id"]), "held", "calls")
+                    pipe.hmget(
+                        ctx.keys.account(row["root_id"], row["id"]),
+                        fields.HELD_MICROS,
+                        fields.CALLS,
+                    )
                 replies = await pipe.execute()
     except BackendUnavailable as exc:
         log.warning("api.live_unavailable", extra={"error": exc.reason})
@@ -122,7 +127,7 @@ async def read_live(ctx: ManagementContext, rows: Sequence[asyncpg.Record]) -> d
 async def calls_up(ctx: ManagementContext, row: asyncpg.Record) -> int:
     """Calls the mirror counts as up on the account (raises when Redis is down)."""
     with redis_errors():
-        value = await ctx.redis.hget(ctx.keys.account(row["root_id"], row["id"]), "calls")
+        value = await ctx.redis.hget(ctx.keys.account(row["root_id"], row["id"]), fields.CALLS)
     return int(value or 0)
 
 

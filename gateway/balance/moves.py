@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from gateway.balance import fields
 from gateway.balance.scripts import Pipeliner
 from gateway.db import Connection
 from gateway.db.pool import pg_errors
@@ -103,7 +104,9 @@ async def _live(
 ) -> tuple[int, int] | None:
     """The Redis balance and holds of a mirrored account, None when not mirrored."""
     with redis_errors():
-        values = await pipeliner.client.hmget(keys.account(root_id, account_id), ["bal", "held"])
+        values = await pipeliner.client.hmget(
+            keys.account(root_id, account_id), [fields.BALANCE, fields.HELD_MICROS]
+        )
     balance, held = values
     if balance is None or held is None:
         return None

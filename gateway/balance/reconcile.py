@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 
+from gateway.balance import fields
 from gateway.balance.types import SettlementEntry
 from gateway.keys import Keys
 from gateway.redisconn import redis_errors
 
-LIVE_STATES = (b"reserved", b"answered")
-_FIELDS = ("bal", "held", "calls")
+_FIELDS = (fields.BALANCE, fields.HELD_MICROS, fields.CALLS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +64,8 @@ async def _snapshot(client: aioredis.Redis, keys: Keys) -> _Snapshot:
     calls: dict[str, int] = defaultdict(int)
     pending = live = 0
     for shard in range(keys.shards):
-        for _entry_id, fields in await client.xrange(keys.settlements(shard)) or []:
-            raw = (fields or {}).get(b"s")
+        for _entry_id, entry_fields in await client.xrange(keys.settlements(shard)) or []:
+            raw = (entry_fields or {}).get(b"s")
             try:
                 entry = SettlementEntry.from_json(raw or b"")
             except (KeyError, ValueError, TypeError):
@@ -74,8 +74,10 @@ async def _snapshot(client: aioredis.Redis, keys: Keys) -> _Snapshot:
             for account_id, cost in zip(entry.account_ids, entry.costs_micros, strict=True):
                 costs[account_id] += cost
         async for session in client.scan_iter(match=f"{keys.tag(shard)}:sess:*", count=1000):
-            state, holds, accounts = await client.hmget(session, ["st", "holds", "accounts"])
-            if state not in LIVE_STATES or holds is None or accounts is None:
+            state, holds, accounts = await client.hmget(
+                session, [fields.STATE, fields.HOLDS, fields.ACCOUNTS]
+            )
+            if state not in fields.LIVE_STATES or holds is None or accounts is None:
                 continue
             live += 1
             for key, hold in zip(json.loads(accounts), json.loads(holds), strict=True):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.authz.reasons import Refusal, from_script
+from gateway.balance import fields
 from gateway.balance.scripts import Pipeliner
 from gateway.balance.types import CallEnd, CallMeta, Chain, Extended, Grant, Settled
 from gateway.config import BalanceConfig
@@ -232,9 +233,9 @@ class BalanceStore:
         (see ``start``) for the one caller that claims it, else None."""
         client = self.pipeliner.client
         with redis_errors():
-            first = await client.hsetnx(session, "disc", "1")
+            first = await client.hsetnx(session, fields.HUNG_UP, "1")
             await client.zrem(self.keys.slices(shard), session)
-            reach = await client.hget(session, "reach") if first else None
+            reach = await client.hget(session, fields.REACH) if first else None
         if not first:
             return None
         return "" if reach is None else _text(reach)
@@ -353,24 +354,26 @@ class BalanceStore:
                 sessions = [_text(s) async for s in client.scan_iter(match=match, count=1000)]
             for session in sessions:
                 with redis_errors():
-                    state, answered_at = await client.hmget(session, ["st", "answered_at"])
-                if state == b"answered":
+                    state, answered_at = await client.hmget(
+                        session, [fields.STATE, fields.ANSWERED_AT]
+                    )
+                if state == fields.ANSWERED:
                     yield OpenSession(session, shard, float(answered_at or time.time()))
-                elif state == b"reserved":
+                elif state == fields.RESERVED:
                     yield OpenSession(session, shard, None)
 
     async def answered_at(self, ref: SessionRef) -> float | None:
         """When the call was answered (unix seconds), None when it was not or is unknown."""
         session, _ = self._session_keys(ref)
         with redis_errors():
-            value = await self.pipeliner.client.hget(session, "answered_at")
+            value = await self.pipeliner.client.hget(session, fields.ANSWERED_AT)
         return None if value is None else float(value)
 
     async def session_state(self, ref: SessionRef) -> str | None:
         """The session's state (reserved, answered, settled, released) or None."""
         session, _ = self._session_keys(ref)
         with redis_errors():
-            value = await self.pipeliner.client.hget(session, "st")
+            value = await self.pipeliner.client.hget(session, fields.STATE)
         return None if value is None else _text(value)
 
     @staticmethod

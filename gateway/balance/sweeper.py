@@ -13,6 +13,7 @@ import logging
 import time
 
 from gateway import metrics
+from gateway.balance import fields
 from gateway.balance.store import BalanceStore, SessionEnded, UnknownSession
 from gateway.balance.types import CallEnd
 from gateway.periodic import Periodic
@@ -58,10 +59,10 @@ class Sweeper(Periodic):
         client = self.store.pipeliner.client
         with redis_errors():
             state, granted, held, answered_at = await client.hmget(
-                session, ["st", "granted", "held", "answered_at"]
+                session, [fields.STATE, fields.GRANTED, fields.HELD_S, fields.ANSWERED_AT]
             )
         try:
-            if state == b"answered" and self.store.config.orphan_policy == "settle":
+            if state == fields.ANSWERED and self.store.config.orphan_policy == "settle":
                 # Billed for the time held (the grant in whole mode): a slice call's
                 # keeper stopped extending, so no more than that was covered.
                 start = float(answered_at or 0)
