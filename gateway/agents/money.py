@@ -34,7 +34,7 @@ import asyncpg
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.agents.principal import Principal, require_account, visible
-from gateway.balance.moves import MoneyMove, MoveResult, Posting, move_money
+from gateway.balance.moves import MoneyMove, MoveResult, Posting, entry_keys, move_money
 from gateway.db import Connection
 from gateway.db.pool import pg_errors, pg_integrity
 from gateway.errors import Duplicate
@@ -146,7 +146,7 @@ async def _execute(
     the rate may have changed since). Two requests racing with one key: the loser hits
     the unique key, and its second round sees the winner's entries.
     """
-    keys = [f"{move.idempotency_key}#{i}" for i in range(_MAX_POSTINGS)]
+    keys = entry_keys(move.idempotency_key, _MAX_POSTINGS)
     for attempt in range(2):
         with pg_errors():
             existing = await ctx.pool.fetch(

@@ -99,28 +99,49 @@ class _Mirror:
     version: int
 
 
-async def _live(
-    pipeliner: Pipeliner, keys: Keys, root_id: int, account_id: int
-) -> tuple[int, int] | None:
-    """The Redis balance and holds of a mirrored account, None when not mirrored."""
-    with redis_errors():
-        values = await pipeliner.client.hmget(
-            keys.account(root_id, account_id), [fields.BALANCE, fields.HELD_MICROS]
+def entry_keys(idempotency_key: str, count: int) -> list[str]:
+    """The idempotency keys of a move's ledger entries, one per posting: the ledger's
+    own rule, the one place that builds them."""
+    return [f"{idempotency_key}#{i}" for i in range(count)]
+
+
+# What Redis knows of an account a move takes money from: (balance, held), or None
+# when the account is not mirrored.
+Live = dict[int, tuple[int, int] | None]
+
+
+async def _live(pool: asyncpg.Pool, pipeliner: Pipeliner, keys: Keys, move: MoneyMove) -> Live:
+    """The Redis balance and holds of every account the move takes main money from,
+    read before the PostgreSQL transaction: its row locks are never held across a
+    Redis round trip (neither read is atomic with the other in any case)."""
+    paying = sorted({p.account_id for p in move.postings if p.amount_micros < 0})
+    if not paying or move.kind == "adjustment":
+        return {}
+    with pg_errors():
+        rows = await pool.fetch(
+            "SELECT id, root_id FROM accounts WHERE id = ANY($1::bigint[])", paying
         )
-    balance, held = values
-    if balance is None or held is None:
-        return None
-    return int(balance), int(held)
+    roots: dict[int, int] = {r["id"]: r["root_id"] for r in rows}
+    live: Live = {}
+    with redis_errors():
+        for account_id, root_id in roots.items():
+            balance, held = await pipeliner.client.hmget(
+                keys.account(root_id, account_id), [fields.BALANCE, fields.HELD_MICROS]
+            )
+            live[account_id] = (
+                None if balance is None or held is None else (int(balance), int(held))
+            )
+    return live
 
 
 async def _book(
-    conn: Connection, move: MoneyMove, pipeliner: Pipeliner, keys: Keys
+    conn: Connection, move: MoneyMove, live: Live
 ) -> tuple[list[int], list[_Mirror], bool]:
-    entry_keys = [f"{move.idempotency_key}#{i}" for i in range(len(move.postings))]
+    keys_of_entries = entry_keys(move.idempotency_key, len(move.postings))
     existing = await conn.fetch(
         "SELECT id, account_id, amount_micros, pocket, account_version, idempotency_key "
         "FROM ledger_entries WHERE idempotency_key = ANY($1::text[]) ORDER BY idempotency_key",
-        entry_keys,
+        keys_of_entries,
     )
     if existing:
         roots = dict(
@@ -157,11 +178,11 @@ async def _book(
             raise MoveRefused("UNKNOWN_ACCOUNT", p.account_id, "no such account")
         if row["status"] == "removed":
             raise MoveRefused("ACCOUNT_REMOVED", p.account_id, "account is removed")
-    await _check_funds(move, rows, pipeliner, keys)
+    _check_funds(move, rows, live)
 
     ledger_ids: list[int] = []
     mirrors: list[_Mirror] = []
-    for p, key in zip(move.postings, entry_keys, strict=True):
+    for p, key in zip(move.postings, keys_of_entries, strict=True):
         version = None
         if p.pocket == "main":
             version = await conn.fetchval(
@@ -205,9 +226,7 @@ async def _book(
     return ledger_ids, mirrors, False
 
 
-async def _check_funds(
-    move: MoneyMove, rows: dict[int, asyncpg.Record], pipeliner: Pipeliner, keys: Keys
-) -> None:
+def _check_funds(move: MoneyMove, rows: dict[int, asyncpg.Record], live: Live) -> None:
     outgoing: dict[tuple[int, str], int] = {}
     for p in move.postings:
         outgoing[(p.account_id, p.pocket)] = (
@@ -221,11 +240,11 @@ async def _check_funds(
             available = row["commission_balance_micros"]
         else:
             available = row["balance_micros"]
-            live = await _live(pipeliner, keys, row["root_id"], account_id)
-            if live is not None:
+            mirrored = live.get(account_id)
+            if mirrored is not None:
                 # Redis is ahead of PostgreSQL by the debits not committed yet, and
                 # holds money for calls in progress: neither may be given away.
-                available = min(available, live[0]) - live[1]
+                available = min(available, mirrored[0]) - mirrored[1]
         if available + net < 0:
             raise MoveRefused(
                 "INSUFFICIENT_FUNDS",
@@ -238,9 +257,10 @@ async def move_money(
     pool: asyncpg.Pool, pipeliner: Pipeliner, keys: Keys, move: MoneyMove
 ) -> MoveResult:
     """Book ``move`` in PostgreSQL, then mirror it in Redis; idempotent by its key."""
+    live = await _live(pool, pipeliner, keys, move)
     with pg_errors():
         async with pool.acquire() as conn, conn.transaction():
-            ledger_ids, mirrors, duplicate = await _book(conn, move, pipeliner, keys)
+            ledger_ids, mirrors, duplicate = await _book(conn, move, live)
     mirrored = True
     try:
         for m in mirrors:
