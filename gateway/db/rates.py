@@ -26,8 +26,7 @@ from gateway.errors import GatewayError
 from gateway.rating import Rate, RateTable, RatingIndex, RowError, iter_rows, write_rates
 
 CHANNEL = "gateway_rates"
-"""NOTIFY channel: payload is comma-separated rate group ids, or ``RELOAD_ALL``."""
-RELOAD_ALL = "*"
+"""NOTIFY channel: payload is comma-separated rate group ids, or ``*`` (all)."""
 
 IMPORT_BATCH_ROWS = 20_000  # rows parsed per worker-thread step and sent per COPY
 # Statements over the whole file (repeat check, removal of absent rates) outlast

@@ -14,7 +14,6 @@ from gateway.db import Connection
 from gateway.routes import Gateway, RouteTable
 
 CHANNEL = "gateway_routes"
-RELOAD_ALL = "*"
 
 _LOAD = """
 SELECT r.rate_group_id, r.prefix, g.host, g.port, g.transport, g.priority, g.weight

@@ -1,10 +1,7 @@
 """Routes kept in step with PostgreSQL, and the route of one call.
 
-``RouteCache`` mirrors ``gateway.ratecache.RateCache``: LISTEN on ``gateway_routes``
-first, then load everything, so a change committed in between is not missed; a
-notification reloads the rate groups it names (everything on ``*``, on a payload
-it cannot read, and after the LISTEN connection came back), bursts coalesced; the
-index is swapped in one assignment.
+``RouteCache`` is a ``GroupCache`` (``gateway.db.group_cache``), as the rates are:
+the routes of each changed rate group reloaded, the index swapped in one assignment.
 
 ``Router`` picks the gateways of a call: the caller's rate group (found the way the
 authorization will find it), the longest matching prefix of the normalized number,
@@ -13,8 +10,6 @@ else the configured default route.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,113 +21,19 @@ from gateway.authz.directory import Directory
 from gateway.authz.identify import Credentials, identify
 from gateway.authz.reasons import Refusal
 from gateway.calls import Party, Policy
-from gateway.db.listener import NotifyListener
-from gateway.db.pool import pg_errors
-from gateway.db.routes import CHANNEL, RELOAD_ALL, load_tables
-from gateway.routes import Gateway, RouteIndex, ordered
+from gateway.db.group_cache import GroupCache
+from gateway.db.routes import CHANNEL, load_tables
+from gateway.routes import Gateway, RouteIndex, RouteTable, ordered
 
 log = logging.getLogger(__name__)
 
 
-class RouteCache:
-    """Service holding the current ``RouteIndex``; see the module docstring."""
+class RouteCache(GroupCache[RouteTable, RouteIndex]):
+    """The current ``RouteIndex``, reloaded per changed rate group (migration 0005's
+    triggers, channel ``gateway_routes``)."""
 
-    name = "routes"
-
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        database_url: str,
-        *,
-        coalesce_s: float = 0.05,
-        retry_s: float = 1.0,
-        check_interval_s: float = 1.0,
-    ) -> None:
-        self.pool = pool
-        self.coalesce_s = coalesce_s
-        self.retry_s = retry_s
-        self.loads = 0
-        self._index = RouteIndex()
-        self._listener = NotifyListener(
-            database_url, CHANNEL, self._on_notify, self._on_reconnect, check_interval_s
-        )
-        self._wake = asyncio.Event()
-        self._pending: set[int] | None = set()  # None: everything
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def index(self) -> RouteIndex:
-        return self._index
-
-    async def start(self) -> None:
-        with pg_errors():
-            await self._listener.start()
-        try:
-            await self._load(None)
-        except BaseException:
-            await self._listener.stop()
-            raise
-        self._task = asyncio.create_task(self._reload_loop(), name="routes.reload")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self._listener.stop()
-
-    def request_reload(self, group_ids: set[int] | None = None) -> None:
-        """Reload ``group_ids`` (everything when None) soon, off the call path."""
-        if group_ids is None or self._pending is None:
-            self._pending = None
-        else:
-            self._pending |= group_ids
-        self._wake.set()
-
-    def _on_notify(self, payload: str) -> None:
-        parts = payload.split(",")
-        if payload == RELOAD_ALL or not all(p.isascii() and p.isdigit() for p in parts):
-            self.request_reload(None)
-        else:
-            self.request_reload({int(p) for p in parts})
-
-    async def _on_reconnect(self) -> None:
-        self.request_reload(None)  # notifications sent while away are lost
-
-    async def _reload_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(self.coalesce_s)
-            self._wake.clear()
-            groups, self._pending = self._pending, set()
-            try:
-                await self._load(groups)
-            except Exception:
-                log.exception("routes.reload_failed", extra={"retry_in_s": self.retry_s})
-                self.request_reload(groups)
-                await asyncio.sleep(self.retry_s)
-
-    async def _load(self, group_ids: set[int] | None) -> None:
-        with pg_errors():
-            async with self.pool.acquire() as conn:
-                tables = await load_tables(conn, group_ids)
-        if group_ids is None:
-            merged = tables
-        else:
-            merged = dict(self._index)
-            for group_id in group_ids:
-                merged.pop(group_id, None)
-            merged.update(tables)
-        self._index = RouteIndex(merged)
-        self.loads += 1
-        log.info(
-            "routes.loaded",
-            extra={
-                "groups": "all" if group_ids is None else sorted(group_ids)[:20],
-                "routes": sum(len(t) for t in tables.values()),
-            },
-        )
+    def __init__(self, pool: asyncpg.Pool, database_url: str, **timing: float) -> None:
+        super().__init__("routes", pool, database_url, CHANNEL, load_tables, RouteIndex, **timing)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from gateway.db import rates
+from gateway.db.group_cache import RELOAD_ALL
 from gateway.ratecache import RateCache
 from gateway.rating import Rate, read_rates
 
@@ -252,11 +253,11 @@ async def test_one_notification_per_statement(database_url: str, conn: asyncpg.C
             "FROM generate_series(1, 2000) g RETURNING id",
             secrets.token_hex(4),
         )
-        assert await asyncio.wait_for(payloads.get(), 2) == rates.RELOAD_ALL
+        assert await asyncio.wait_for(payloads.get(), 2) == RELOAD_ALL
         await conn.execute(
             "DELETE FROM rate_groups WHERE id = ANY($1::bigint[])", [g["id"] for g in groups]
         )
-        assert await asyncio.wait_for(payloads.get(), 2) == rates.RELOAD_ALL
+        assert await asyncio.wait_for(payloads.get(), 2) == RELOAD_ALL
         await conn.execute("UPDATE rates SET grace_s = 2 WHERE false")
         await asyncio.sleep(0.2)
         assert payloads.empty(), "a statement that changed nothing must not notify"
