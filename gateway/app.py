@@ -43,6 +43,8 @@ from gateway.radius.clients import ClientTable
 from gateway.radius.server import RadiusFront
 from gateway.ratecache import RateCache
 from gateway.redisconn import create_client, redis_errors
+from gateway.routecache import RouteCache
+from gateway.routes import Gateway
 from gateway.sip.server import SipFront
 
 log = logging.getLogger(__name__)
@@ -203,6 +205,7 @@ class CallPath:
         self.committer: Committer | None = None
         self.directory: Directory | None = None
         self.rates: RateCache | None = None
+        self.routes: RouteCache | None = None
         self.calls: Calls | None = None
         self.radius: RadiusFront | None = None
         self.sip: SipFront | None = None
@@ -220,17 +223,24 @@ class CallPath:
             pool, rt.database_url, on_account_change=self.balance.mirror.sync_many
         )
         waits = cfg.committer.ack_after == "commit"
+        if cfg.sip.enabled:  # the calls the SIP front authorizes are routed
+            self.routes = RouteCache(pool, rt.database_url)
         self.calls = calls = Calls(
             self.directory,
             self.rates,
             self.balance,
             waiter=self.committer if waits else None,
             commit_wait_s=cfg.committer.commit_wait_s if waits else 0.0,
+            routes=self.routes,
+            default_route=[
+                Gateway.parse(g, priority=i) for i, g in enumerate(cfg.sip.default_route)
+            ],
         )
         services: list[Service] = [
             self.balance,
             self.committer,
             self.rates,
+            *([self.routes] if self.routes is not None else []),
             self.directory,
             GaugeSampler(cfg.metrics, client, rt.keys, self.directory),
             SliceKeeper(self.balance.store, lambda: calls.hangup),
@@ -249,9 +259,6 @@ class CallPath:
                 cfg.sip,
                 cfg.radius.clients,
                 self.calls,
-                self.directory,
-                pool,
-                rt.database_url,
                 cfg.service.drain_timeout_s,
                 grant=cfg.balance.grant,
             )
@@ -306,6 +313,8 @@ class CallPath:
             self.sip.reload(config.radius.clients)
         if self.rates is not None:
             self.rates.request_reload()
+        if self.routes is not None:
+            self.routes.request_reload()
         if self.directory is not None:
             await self.directory.reload_all()
         changed = [

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from gateway.authz.identify import METHODS, Credentials
 from gateway.balance.types import Settled
 from gateway.rating.numbers import InvalidNumber, NumberPlan, normalize
+from gateway.routes import Gateway
 
 # Tells the switch to end a call: given what the front stored to reach it (see
 # ``Calls.answered``), sends a Disconnect-Request or the like; never raises.
@@ -100,6 +101,15 @@ class Policy:
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a call goes: its normalized number and the carrier gateways to try, in
+    order (none: the destination has no route, or its prefix is blocked)."""
+
+    number: str
+    gateways: tuple[Gateway, ...]
+
+
 @dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
 class Authorized:
     account_id: int
@@ -108,6 +118,7 @@ class Authorized:
     currency: str
     available_micros: int = 0  # the customer's credit left after the hold
     held_s: int = 0  # the time held: the grant, or a first slice of it
+    route: Route | None = None  # when asked for (SIP): never without gateways
 
 
 @dataclass(slots=True)  # not frozen: built per request (cheaper); read-only

@@ -16,6 +16,7 @@ import dataclasses
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -36,8 +37,10 @@ from gateway.call_types import (
     LoginAccepted,
     Party,
     Policy,
+    Route,
 )
 from gateway.rating.prefix_index import RatingIndex
+from gateway.routes import Gateway, RouteIndex, ordered
 
 __all__ = [
     "Authorized",
@@ -49,6 +52,7 @@ __all__ = [
     "LoginAccepted",
     "Party",
     "Policy",
+    "Route",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,13 @@ log = logging.getLogger(__name__)
 class RateSource(Protocol):
     @property
     def index(self) -> RatingIndex: ...
+
+
+class RouteSource(Protocol):
+    """Anything with a current ``RouteIndex`` (the route cache, or a fixed one in tests)."""
+
+    @property
+    def index(self) -> RouteIndex: ...
 
 
 class CommitWaiter(Protocol):
@@ -90,20 +101,34 @@ class Calls:
         balance: Balance,
         waiter: CommitWaiter | None = None,
         commit_wait_s: float = 0.0,
+        routes: RouteSource | None = None,
+        default_route: Sequence[Gateway] = (),
     ) -> None:
         self.directory = directory
         self.rates = rates
         self.balance = balance
         self.waiter = waiter
         self.commit_wait_s = commit_wait_s
+        self.routes = routes
+        self.default_route = tuple(default_route)
         self.hangup: Hangup | None = None  # set by the front that reaches the switches
 
     # -- authorization ----------------------------------------------------------------
 
     async def authorize(
-        self, key: CallKey | None, party: Party, policy: Policy, at: float | None = None
+        self,
+        key: CallKey | None,
+        party: Party,
+        policy: Policy,
+        at: float | None = None,
+        *,
+        route: bool = False,
     ) -> Authorized | LoginAccepted | Refusal:
         """Identify the caller and hold money for the call, or say why not.
+
+        With ``route`` the call is routed too (the caller's rate group's carrier
+        gateways for the number, else the default route): a call with nowhere to go
+        is refused before anything is held.
 
         Without a destination this is a login check. The hold is the call's own when
         the request names its session and the billed leg; otherwise (no session id,
@@ -124,6 +149,11 @@ class Calls:
             return priced
         assert number is not None  # priced
         chain = priced.chain
+        found = None
+        if route:
+            found = self._route(caller.account_id, number, key.session_id if key else "")
+            if not found.gateways:
+                return Refusal(Reason.DESTINATION_NOT_RATED, caller.account_id, detail="no route")
         links: tuple[tuple[str, int], ...] = ()
         if key is None:
             linked = CallKey("-", f"auth-{time.monotonic_ns()}")
@@ -153,7 +183,18 @@ class Calls:
             currency,
             available_micros=result.available_micros,
             held_s=result.held_s,
+            route=found,
         )
+
+    def _route(self, account_id: int, number: str, call_id: str) -> Route:
+        """The carrier gateways for ``number``, in the order this call tries them."""
+        account = self.directory.account(account_id)
+        found = None
+        if self.routes is not None and account is not None and account.rate_group_id is not None:
+            found = self.routes.index.lookup(account.rate_group_id, number)
+        if found is None:
+            found = self.default_route
+        return Route(number, ordered(found, call_id))
 
     def _links(
         self, root_id: int, key: CallKey, account_id: int, number: str

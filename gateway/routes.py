@@ -1,7 +1,7 @@
 """Routes: which carrier gateways take a call, by rate group and destination prefix.
 
 Pure, no I/O (loaded by ``gateway.db.routes``, kept current by
-``gateway.sip.routing.RouteCache``). A ``RouteIndex`` holds one ``RouteTable`` per
+``gateway.routecache.RouteCache``). A ``RouteIndex`` holds one ``RouteTable`` per
 rate group; a lookup is the longest matching prefix of the normalized number, as
 for rates. A route whose gateway list is empty blocks its prefix.
 

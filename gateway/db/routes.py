@@ -2,7 +2,7 @@
 
 Every change to ``routes`` or ``route_gateways`` is announced on the
 ``gateway_routes`` channel with the changed rate group ids (``*``: all);
-``gateway.sip.routing.RouteCache`` listens.
+``gateway.routecache.RouteCache`` listens.
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@
 The caller is read the way a proxy presents it: the From user (or the Digest
 username, when credentials came along) is the extension; P-Asserted-Identity, else
 Remote-Party-ID (party=calling), else the From user is the caller-ID; the Request-URI
-user is the dialled number. The route is looked up first, so an unroutable call
-holds no money; then ``Calls.authorize`` holds money under (accounting NAS, Call-ID),
-the key the switch's RADIUS accounting for the same call settles. No business rule
-lives here: this maps headers to a ``Party`` and the decision to an ``Answer``.
+user is the dialled number. ``Calls.authorize`` identifies, rates and routes the
+call (an unroutable one holds no money), then holds money under (accounting NAS,
+Call-ID), the key the switch's RADIUS accounting for the same call settles. No
+business rule lives here: this maps headers to a ``Party`` and the decision to an
+``Answer``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from gateway.calls import Authorized, CallKey, Calls, Party, Policy
 from gateway.errors import BackendUnavailable
 from gateway.sip import digest, replies
 from gateway.sip.message import Answer, Request
-from gateway.sip.routing import Router
 from gateway.sip.uri import addr_user, header_params, uri_user
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,8 @@ def caller_id(request: Request) -> str | None:
 class SipProcess:
     """Answers INVITEs; see the module docstring."""
 
-    def __init__(self, calls: Calls, router: Router, settings: SipSettings) -> None:
+    def __init__(self, calls: Calls, settings: SipSettings) -> None:
         self.calls = calls
-        self.router = router
         self.settings = settings
 
     def party(self, request: Request, source_ip: str) -> Party:
@@ -93,27 +92,18 @@ class SipProcess:
         """The final answer to a new INVITE: 302 with route and credit, or a refusal."""
         settings = self.settings
         party = self.party(request, source_ip)
-        route = self.router.route(party, settings.policy, request.call_id)
-        if route is not None and not route.gateways:
-            return self._refuse(Reason.DESTINATION_NOT_RATED)  # nothing held
         key = CallKey(settings.nas, request.call_id, "")
         try:
-            decision = await self.calls.authorize(key, party, settings.policy)
+            decision = await self.calls.authorize(key, party, settings.policy, route=True)
         except BackendUnavailable as exc:
             log.warning("sip.backend_unavailable", extra={"error": str(exc)})
             return self._refuse(Reason.BACKEND_UNAVAILABLE)
         if isinstance(decision, Refusal):
             return self._refuse(decision.reason)
-        if not isinstance(decision, Authorized):
+        if not isinstance(decision, Authorized) or decision.route is None:
             return self._refuse(Reason.DESTINATION_NOT_RATED)  # no number was dialled
-        if route is None:
-            # Identified by the authorization only (the directory changed between the
-            # two looks): route now. Without a route the hold ends by its TTL.
-            route = self.router.route(party, settings.policy, request.call_id)
-            if route is None or not route.gateways:
-                log.warning("sip.authorized_unroutable", extra={"call_id": request.call_id})
-                return self._refuse(Reason.DESTINATION_NOT_RATED)
         metrics.AUTHZ_DECISIONS.labels("accept").inc()
+        route = decision.route
         return replies.redirect(route.number, route.gateways, decision.granted_s)
 
     def _refuse(self, reason: Reason) -> Answer:

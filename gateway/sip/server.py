@@ -10,16 +10,11 @@ import asyncio
 import logging
 import socket
 
-import asyncpg
-
-from gateway.authz.directory import Directory
 from gateway.calls import Calls, Policy
 from gateway.config import RadiusClientConfig, SipConfig
 from gateway.radius.clients import Client
-from gateway.routes import Gateway
 from gateway.sip.listener import Allowlist, SipDatagram, SipListener, SipStream
 from gateway.sip.process import SipProcess, SipSettings
-from gateway.sip.routing import RouteCache, Router
 from gateway.sip.transactions import Transactions
 
 log = logging.getLogger(__name__)
@@ -81,19 +76,13 @@ class SipFront:
         config: SipConfig,
         clients: tuple[RadiusClientConfig, ...],
         calls: Calls,
-        directory: Directory,
-        pool: asyncpg.Pool,
-        database_url: str,
         drain_timeout_s: float,
         grant: str = "slice",
     ) -> None:
         self.config = config
         self.grant = grant
         self.drain_timeout_s = drain_timeout_s
-        self.routes = RouteCache(pool, database_url)
-        default = [Gateway.parse(g, priority=i) for i, g in enumerate(config.default_route)]
-        self.router = Router(directory, self.routes, default)
-        self.process = SipProcess(calls, self.router, settings(config, clients, grant))
+        self.process = SipProcess(calls, settings(config, clients, grant))
         self.transactions = Transactions(config.transaction_ttl_s)
         self.listener = SipListener(
             self.process, self.transactions, Allowlist(config.proxies), config.max_in_flight
@@ -104,7 +93,6 @@ class SipFront:
         self._connections: set[SipStream] = set()
 
     async def start(self) -> None:
-        await self.routes.start()
         try:
             for host in self.config.bind:
                 await self._listen(host)
@@ -164,15 +152,13 @@ class SipFront:
         self._servers.clear()
         self._datagrams.clear()
         self.transactions.close()
-        await self.routes.stop()
 
     def reload(self, clients: tuple[RadiusClientConfig, ...]) -> None:
-        """SIGHUP: the accounting NAS's number plan again, and every route re-read."""
+        """SIGHUP: the accounting NAS's number plan again."""
         try:
             self.process.settings = settings(self.config, clients, self.grant)
         except ValueError as exc:
             log.error("sip.reload_kept_settings", extra={"error": str(exc)})
-        self.routes.request_reload()
 
     def listening(self) -> bool:
         expected = len(self.config.bind) * len(self.config.transports)

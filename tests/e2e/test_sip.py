@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from gateway.keys import Keys
 from gateway.radius.codec import PacketCode, decode_reply, encode_request
+from gateway.routecache import RouteCache
 from gateway.sip.server import SipFront
 from tests.e2e.conftest import SECRET, Customer, Gateway, gateway_config, running
 from tests.sip.harness import (
@@ -46,10 +47,15 @@ def front(gw: Gateway) -> SipFront:
     return gw.path.sip
 
 
+def routes(gw: Gateway) -> RouteCache:
+    assert gw.path.routes is not None
+    return gw.path.routes
+
+
 async def routed_customer(gw: Gateway, balance: int = 10_000_000) -> Customer:
     """A customer rated for 49 (see conftest) with 49 routed to the two test carriers."""
     c = await gw.customer(balance=balance)
-    await route(front(gw), gw.pool, await rate_group_of(gw.pool, c.account_id), "49")
+    await route(routes(gw), gw.pool, await rate_group_of(gw.pool, c.account_id), "49")
     return c
 
 
@@ -111,7 +117,7 @@ async def test_destination_not_rated_or_not_routed_gets_404_and_holds_nothing(
 ) -> None:
     c = await gw.customer()  # rated for 49 (not 33)
     group = await rate_group_of(gw.pool, c.account_id)
-    await route(front(gw), gw.pool, group, "4930")  # 4989 is rated but has no route
+    await route(routes(gw), gw.pool, group, "4930")  # 4989 is rated but has no route
     run = await sipp("uac_404.xml", front(gw).port(), tmp_path, caller=c.extension, number=number)
     assert run.returncode == 0 and run.successful == 1, run.output
     assert await held(redis_client, gw, c) == (0, 0)

@@ -33,7 +33,8 @@ async def test_300_invites_per_second_for_10_s_without_a_failure(
     assert gw.path.sip is not None
     # Every call holds 7200 s at 0.06/min (7.2 units) until its TTL: fund them all.
     c = await gw.customer(balance=10**13, agent_balance=10**13)
-    await route(gw.path.sip, gw.pool, await rate_group_of(gw.pool, c.account_id), "49")
+    assert gw.path.routes is not None
+    await route(gw.path.routes, gw.pool, await rate_group_of(gw.pool, c.account_id), "49")
     run = await sipp(
         "uac_load.xml",
         gw.path.sip.port(),

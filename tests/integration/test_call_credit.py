@@ -14,6 +14,7 @@ from gateway.authz.reasons import Reason, Refusal
 from gateway.balance.store import SessionRef
 from gateway.balance.types import CallEnd, SettlementEntry
 from gateway.calls import Authorized, CallKey, Policy
+from gateway.routes import Gateway, RouteIndex, RouteTable
 from tests.integration.conftest import UK, World, party_of
 
 
@@ -38,6 +39,11 @@ def _end(seconds: int = 0) -> CallEnd:
 
 
 SLICED = dataclasses.replace(UK, hangup=True, slices=True)
+
+
+@dataclasses.dataclass
+class StaticRoutes:
+    index: RouteIndex
 
 
 async def test_authorization_without_session_id_holds_and_is_linked(
@@ -205,3 +211,30 @@ async def test_a_stop_only_switch_settles_the_hold_its_authorization_left(world:
     assert entry.meta.session_id == "stop-only"
     account = await _account(world)
     assert (account["calls"], account["held"]) == (0, 0)
+
+
+async def test_a_routed_authorization_holds_nothing_for_a_call_with_nowhere_to_go(
+    world: World,
+) -> None:
+    group = world.directory.account(world.customer).rate_group_id  # type: ignore[union-attr]
+    assert group is not None
+    carriers = (Gateway("carrier-a.example"), Gateway("carrier-b.example", 5080, "tcp", 1))
+    index = RouteIndex({group: RouteTable({"4930": carriers, "4931": ()})})
+    world.calls.routes = StaticRoutes(index)
+    routed = await world.calls.authorize(CallKey("k", "r1"), party_of(world), SLICED, route=True)
+    assert isinstance(routed, Authorized) and routed.route is not None
+    assert routed.route.number == "49301234567"
+    assert [g.host for g in routed.route.gateways] == ["carrier-a.example", "carrier-b.example"]
+    blocked = party_of(world, called="0049311234567")
+    refused = await world.calls.authorize(CallKey("k", "r2"), blocked, SLICED, route=True)
+    assert isinstance(refused, Refusal) and refused.reason is Reason.DESTINATION_NOT_RATED
+    assert (await _account(world))["calls"] == 1  # the refused one holds nothing
+    # No route of the group's own: the default route, else nowhere.
+    elsewhere = party_of(world, called="0049401234567")
+    assert isinstance(
+        await world.calls.authorize(CallKey("k", "r3"), elsewhere, SLICED, route=True), Refusal
+    )
+    world.calls.default_route = (Gateway("fallback.example"),)
+    fallback = await world.calls.authorize(CallKey("k", "r4"), elsewhere, SLICED, route=True)
+    assert isinstance(fallback, Authorized) and fallback.route is not None
+    assert [g.host for g in fallback.route.gateways] == ["fallback.example"]

@@ -20,8 +20,8 @@ import pytest
 
 from gateway.config import Config, SipConfig
 from gateway.db.routes import set_route
+from gateway.routecache import RouteCache
 from gateway.routes import Gateway
-from gateway.sip.server import SipFront
 
 SCENARIOS = Path(__file__).resolve().parent
 NAS = "kamailio"  # the switch in tests/e2e/conftest.py whose accounting settles SIP holds
@@ -54,22 +54,22 @@ async def rate_group_of(pool: asyncpg.Pool, account_id: int) -> int:
 
 
 async def route(
-    front: SipFront,
+    cache: RouteCache,
     pool: asyncpg.Pool,
     group: int,
     prefix: str,
     gateways: Sequence[Gateway] = CARRIERS,
 ) -> None:
-    """Set a route and wait until the front's cache has it (NOTIFY, < 1 s)."""
+    """Set a route and wait until the gateway's route cache has it (NOTIFY, < 1 s)."""
     async with pool.acquire() as conn:
         await set_route(conn, group, prefix, gateways)
     expected = tuple(sorted(gateways, key=lambda g: g.priority))
     for _ in range(100):
-        table = front.routes.index.get(group)
+        table = cache.index.get(group)
         if table is not None and table.lookup(prefix + "0" * 10) == expected:
             return
         await asyncio.sleep(0.02)
-    pytest.fail("the SIP front did not pick up the route within 2 s")
+    pytest.fail("the gateway did not pick up the route within 2 s")
 
 
 @dataclass

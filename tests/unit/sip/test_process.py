@@ -8,12 +8,11 @@ from typing import Any
 import pytest
 
 from gateway.authz.reasons import Reason, Refusal
-from gateway.calls import Authorized, CallKey, LoginAccepted, Party, Policy
+from gateway.calls import Authorized, CallKey, LoginAccepted, Party, Policy, Route
 from gateway.errors import BackendUnavailable
 from gateway.routes import Gateway
 from gateway.sip.message import parse
 from gateway.sip.process import SipProcess, SipSettings, caller_id
-from gateway.sip.routing import Route
 
 
 def invite(extra: str = "", ruri: str = "sip:004930123456@gw") -> bytes:
@@ -33,33 +32,29 @@ class FakeCalls:
     def __init__(self, outcome: Any) -> None:
         self.outcome = outcome
         self.seen: list[tuple[CallKey, Party]] = []
+        self.routed: list[bool] = []
 
-    async def authorize(self, key: CallKey, party: Party, policy: Policy) -> Any:
+    async def authorize(
+        self, key: CallKey, party: Party, policy: Policy, *, route: bool = False
+    ) -> Any:
         self.seen.append((key, party))
+        self.routed.append(route)
         if isinstance(self.outcome, Exception):
             raise self.outcome
         return self.outcome
-
-
-class FakeRouter:
-    def __init__(self, route: Route | None) -> None:
-        self.result = route
-
-    def route(self, party: Party, policy: Policy, call_id: str) -> Route | None:
-        return self.result
 
 
 GW = (Gateway("gw1.example"), Gateway("gw2.example", 5080, "tcp"))
 ROUTED = Route("4930123456", GW)
 
 
-def make(outcome: Any, route: Route | None = ROUTED, **kw: Any) -> SipProcess:
+def make(outcome: Any, **kw: Any) -> SipProcess:
     settings = SipSettings(nas="kamailio", policy=Policy(), retry_after_s=3, **kw)
-    return SipProcess(FakeCalls(outcome), FakeRouter(route), settings)  # type: ignore[arg-type]
+    return SipProcess(FakeCalls(outcome), settings)  # type: ignore[arg-type]
 
 
 async def test_granted_call_is_a_302_with_route_and_credit_held_under_nas_and_call_id() -> None:
-    process = make(Authorized(7, 1800, 1_800_000, "USD"))
+    process = make(Authorized(7, 1800, 1_800_000, "USD", route=ROUTED))
     answer = await process.invite(parse(invite()), "127.0.0.1")
     assert answer.code == 302
     headers = dict(answer.headers)
@@ -72,6 +67,7 @@ async def test_granted_call_is_a_302_with_route_and_credit_held_under_nas_and_ca
     assert key == CallKey("kamailio", "call-1@pbx", "")
     assert (party.username, party.calling, party.called) == ("1001", "1001", "004930123456")
     assert party.remote_addr == "127.0.0.1"
+    assert process.calls.routed == [True]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -94,15 +90,16 @@ async def test_backend_down_is_503_with_retry_after() -> None:
     assert answer.code == 503 and dict(answer.headers)["Retry-After"] == "3"
 
 
-async def test_no_route_is_404_before_any_money_is_held() -> None:
-    process = make(Authorized(7, 60, 1, "USD"), route=Route("4930123456", ()))
+async def test_an_authorization_without_a_route_is_404() -> None:
+    # Calls refuses an unroutable call before holding anything (tests/integration);
+    # an answer with no route never becomes a 302.
+    process = make(Authorized(7, 60, 1, "USD", route=None))
     answer = await process.invite(parse(invite()), "127.0.0.1")
     assert answer.code == 404 and dict(answer.headers)["X-Reason"] == "DESTINATION_NOT_RATED"
-    assert process.calls.seen == []  # type: ignore[attr-defined]
 
 
 async def test_no_number_dialled_is_404() -> None:
-    process = make(LoginAccepted(7), route=None)
+    process = make(LoginAccepted(7))
     answer = await process.invite(parse(invite(ruri="sip:gw.example")), "127.0.0.1")
     assert answer.code == 404
 
