@@ -115,11 +115,14 @@ class Pipeliner:
         timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._timeout_s: float | None = float(timeout) if timeout else None
         self._connections: list[Any] = []  # idle, at most max_in_flight
+        self._closed = False
 
     async def call(
         self, name: str, keys: tuple[str, ...], args: tuple[str | int | float, ...]
     ) -> Any:
         """Run script ``name`` and return its reply (or raise what it raised)."""
+        if self._closed:
+            raise BackendUnavailable("redis", "the balance service is stopping")
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append(_Call(self.scripts[name], keys, args, done))
         if len(self._senders) < self.max_in_flight:
@@ -219,8 +222,13 @@ class Pipeliner:
         return replies
 
     async def close(self) -> None:
-        """Give the pipeliner's idle connections back to the client's pool (at stop:
-        a client shared by many pipeliners, as in tests, would otherwise run out)."""
+        """Stop taking calls, let the batches in flight finish, then give the
+        pipeliner's connections back to the client's pool (at stop: a client shared by
+        many pipeliners, as in tests, would otherwise run out; and a batch sent after
+        the client closed would open a connection nobody closes)."""
+        self._closed = True
+        if self._senders:
+            await asyncio.gather(*list(self._senders), return_exceptions=True)
         timeout = self.client.connection_pool.connection_kwargs.get("socket_timeout")
         while self._connections:
             connection = self._connections.pop()
