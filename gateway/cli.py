@@ -13,9 +13,15 @@ from typing import Any
 
 import uvloop
 
-from gateway import cli_rates, demo, logs
 from gateway import config as config_mod
-from gateway.app import (
+from gateway.config import Config, ConfigError
+from gateway.core import logs
+from gateway.core.errors import GatewayError
+from gateway.db import migrate
+from gateway.loadgen import cli as cli_loadgen
+from gateway.runtime import demo
+from gateway.runtime import rates_cli as cli_rates
+from gateway.runtime.app import (
     CallPath,
     Container,
     DemoSeed,
@@ -24,12 +30,8 @@ from gateway.app import (
     backend_services,
     gateway_services,
 )
-from gateway.balance.reconcile import reconcile
-from gateway.config import Config, ConfigError
-from gateway.db import migrate
-from gateway.errors import GatewayError
-from gateway.loadgen import cli as cli_loadgen
-from gateway.workers import Supervisor, api_argv, signal_ready, worker_argv
+from gateway.runtime.workers import Supervisor, api_argv, signal_ready, worker_argv
+from gateway.settlement.reconcile import reconcile
 
 log = logging.getLogger(__name__)
 

@@ -218,7 +218,7 @@ class CommitterConfig:
 
 
 def reason_codes(value: tuple[tuple[str, int], ...]) -> str | None:
-    from gateway.authz.reasons import Reason
+    from gateway.core.reasons import Reason
 
     bad = [name for name, _ in value if name not in Reason.__members__]
     if bad:
@@ -320,7 +320,7 @@ class RadiusConfig:
 
 
 def gateways(values: tuple[str, ...]) -> str | None:
-    from gateway.routes import Gateway
+    from gateway.rating.carriers import Gateway
 
     for value in values:
         try:

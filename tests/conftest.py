@@ -22,11 +22,11 @@ import redis
 import redis.asyncio as aioredis
 
 from gateway.agents.context import ManagementContext
+from gateway.balance.keys import Keys
 from gateway.balance.service import Balance
 from gateway.config import BalanceConfig, Config, from_mapping
 from gateway.db import migrate
-from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
-from gateway.keys import Keys
+from gateway.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"

@@ -6,9 +6,10 @@ import itertools
 import time
 from dataclasses import dataclass
 
-from gateway.balance.types import CallMeta, Chain, Level
+from gateway.balance.types import CallMeta
 from gateway.db import Connection
 from gateway.loadgen.population import create_rate_group
+from gateway.rating.chain import Chain, Level
 from gateway.rating.rates import Rate
 
 _names = itertools.count(1)

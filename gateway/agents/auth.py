@@ -17,8 +17,8 @@ from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Invalid, RateLimited, Unauthenticated
 from gateway.agents.passwords import hash_password, verify_password
 from gateway.agents.principal import Principal, load_principal
+from gateway.balance.redisconn import redis_errors
 from gateway.db.pool import pg_errors
-from gateway.redisconn import redis_errors
 
 MIN_PASSWORD_LEN = 8
 # Expiry is pushed forward at most this often, so reads do not all become writes.

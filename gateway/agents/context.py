@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 
+from gateway.balance.keys import Keys
 from gateway.balance.scripts import Pipeliner, load_scripts
 from gateway.config import Config
-from gateway.keys import Keys
 
 
 @dataclass(slots=True)

@@ -39,9 +39,9 @@ from gateway.agents.numbers import ExtensionView, check_username, insert_extensi
 from gateway.agents.passwords import hash_password
 from gateway.agents.principal import Principal, may_manage, require_account
 from gateway.balance.mirror import AccountMirror
+from gateway.core.errors import BackendUnavailable
 from gateway.db import Connection
 from gateway.db.pool import pg_errors
-from gateway.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from gateway.agents.errors import Invalid
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, rate_group_visible, require_account, visible
 from gateway.balance import fields
+from gateway.balance.redisconn import redis_errors
+from gateway.core.errors import BackendUnavailable
 from gateway.db import Connection
 from gateway.db.pool import pg_errors
-from gateway.errors import BackendUnavailable
-from gateway.redisconn import redis_errors
 
 log = logging.getLogger(__name__)
 

@@ -37,16 +37,16 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from gateway import metrics
 from gateway.agents import outbox
 from gateway.agents.context import ManagementContext
 from gateway.balance.mirror import AccountMirror
+from gateway.balance.redisconn import redis_errors
 from gateway.config import DormancyConfig
+from gateway.core import metrics
+from gateway.core.errors import BackendUnavailable
+from gateway.core.periodic import Periodic
 from gateway.db import Connection
 from gateway.db.pool import pg_errors
-from gateway.errors import BackendUnavailable
-from gateway.periodic import Periodic
-from gateway.redisconn import redis_errors
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ must not learn that another agent's customer exists.
 
 from __future__ import annotations
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 
 class ManagementError(GatewayError):

@@ -35,9 +35,9 @@ from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.agents.principal import Principal, require_account, visible
 from gateway.balance.moves import MoneyMove, MoveResult, Posting, entry_keys, move_money
+from gateway.core.errors import Duplicate
 from gateway.db import Connection
 from gateway.db.pool import pg_errors, pg_integrity
-from gateway.errors import Duplicate
 
 MAX_AMOUNT_MICROS = 10**15
 MAX_KEY_LEN = 100

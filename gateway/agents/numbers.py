@@ -30,9 +30,9 @@ from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, require_account, visible
+from gateway.core.errors import Duplicate
 from gateway.db import Connection
 from gateway.db.pool import pg_errors, pg_integrity
-from gateway.errors import Duplicate
 from gateway.rating.numbers import InvalidNumber, NumberPlan, normalize
 
 API_PLAN = NumberPlan(international_prefixes=("00",), national_prefix="")

@@ -27,12 +27,12 @@ from email.utils import format_datetime, make_msgid
 
 import asyncpg
 
-from gateway import metrics
 from gateway.config import SmtpConfig
+from gateway.core import metrics
+from gateway.core.errors import BackendUnavailable
+from gateway.core.periodic import Periodic
 from gateway.db import Connection
 from gateway.db.pool import pg_errors
-from gateway.errors import BackendUnavailable
-from gateway.periodic import Periodic
 
 log = logging.getLogger(__name__)
 

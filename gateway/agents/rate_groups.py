@@ -22,9 +22,9 @@ from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, rate_group_visible, visible
+from gateway.core.errors import Duplicate, StillReferenced
 from gateway.db import Connection
 from gateway.db.pool import pg_errors, pg_integrity
-from gateway.errors import Duplicate, StillReferenced
 
 WHOLESALE_FIXED = "WHOLESALE_FIXED_RATE_GROUP"
 NOT_OWNER = "RATE_GROUP_NOT_OWNED"

@@ -21,10 +21,10 @@ from gateway.agents.errors import Conflict, Invalid, NotFound
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal
 from gateway.agents.rate_groups import check_may_change, check_text, require_group
+from gateway.core.errors import Duplicate
 from gateway.db import BIGINT_MAX, INTEGER_MAX, Connection
 from gateway.db import rates as rates_db
 from gateway.db.pool import pg_errors, pg_integrity
-from gateway.errors import Duplicate
 from gateway.rating import InvalidNumber, NumberPlan, Rate, RowError, normalize
 
 PREFIX_MAX_DIGITS = 32

@@ -8,11 +8,11 @@ from fastapi.staticfiles import StaticFiles
 
 from gateway.agents.context import ManagementContext
 from gateway.api import errors
+from gateway.api.endpoints import auth, billing, cdrs, customers, money, rates, tickets
 from gateway.api.portal import billing as portal_billing
 from gateway.api.portal import customers as portal_customers
 from gateway.api.portal import reports, session, views
 from gateway.api.portal import tickets as portal_tickets
-from gateway.api.routes import auth, billing, cdrs, customers, money, rates, tickets
 
 API_TITLE = "gateway management API"
 

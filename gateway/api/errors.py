@@ -23,7 +23,7 @@ from gateway.agents.errors import (
     Unauthenticated,
 )
 from gateway.balance.moves import MoveRefused
-from gateway.errors import BackendUnavailable
+from gateway.core.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 

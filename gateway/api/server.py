@@ -11,8 +11,8 @@ import uvicorn
 
 from gateway.agents.context import ManagementContext
 from gateway.api.app import create_app
-from gateway.app import Runtime
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
+from gateway.runtime.app import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from gateway.balance.chain import ChainAccount
 from gateway.db import Connection
 from gateway.db.listener import NotifyListener
+from gateway.rating.chain import ChainAccount
 
 log = logging.getLogger(__name__)
 

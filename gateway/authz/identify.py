@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.authz.directory import Directory
-from gateway.authz.reasons import Reason, Refusal
+from gateway.core.reasons import Reason, Refusal
 
 BY_EXTENSION = "extension"
 BY_CALLER_ID = "caller_id"

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from gateway.balance.keys import Keys
 from gateway.balance.scripts import Pipeliner
 from gateway.db.pool import pg_errors
-from gateway.keys import Keys
 
 _SELECT = """
 SELECT id, root_id, balance_micros, credit_limit_micros, max_concurrent_calls, status,

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import asyncpg
 
 from gateway.balance import fields
+from gateway.balance.keys import Keys
+from gateway.balance.redisconn import redis_errors
 from gateway.balance.scripts import Pipeliner
+from gateway.core.errors import BackendUnavailable, GatewayError
 from gateway.db import Connection
 from gateway.db.pool import pg_errors
-from gateway.errors import BackendUnavailable, GatewayError
-from gateway.keys import Keys
-from gateway.redisconn import redis_errors
 
 log = logging.getLogger(__name__)
 

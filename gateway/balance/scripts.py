@@ -21,9 +21,9 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from gateway import metrics
-from gateway.errors import BackendUnavailable
-from gateway.redisconn import redis_errors
+from gateway.balance.redisconn import redis_errors
+from gateway.core import metrics
+from gateway.core.errors import BackendUnavailable
 
 SCRIPT_NAMES = (
     "reserve",

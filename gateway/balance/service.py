@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway.authz.reasons import Refusal
+from gateway.balance.keys import Keys
 from gateway.balance.mirror import AccountMirror
 from gateway.balance.scripts import Pipeliner, load_scripts
 from gateway.balance.store import BalanceStore, NotLoaded, SessionRef
 from gateway.balance.sweeper import Sweeper
-from gateway.balance.types import CallEnd, CallMeta, Chain, Grant, Settled
+from gateway.balance.types import CallEnd, CallMeta, Grant, Settled
 from gateway.config import BalanceConfig
-from gateway.keys import Keys
+from gateway.core.reasons import Refusal
+from gateway.rating.chain import Chain
 
 
 class Balance:

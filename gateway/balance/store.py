@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.authz.reasons import Refusal, from_script
 from gateway.balance import fields
+from gateway.balance.keys import Keys
+from gateway.balance.redisconn import redis_errors
 from gateway.balance.scripts import Pipeliner
-from gateway.balance.types import CallEnd, CallMeta, Chain, Extended, Grant, Settled
+from gateway.balance.types import CallEnd, CallMeta, Extended, Grant, Settled
 from gateway.config import BalanceConfig
-from gateway.keys import Keys
-from gateway.redisconn import redis_errors
+from gateway.core.reasons import Refusal, from_script
+from gateway.rating.chain import Chain
 
 
 class NotLoaded(Exception):
@@ -130,12 +131,9 @@ class BalanceStore:
         account = chain.account_ids[index] if index >= 0 else None
         return Refusal(from_script(code_text), account_id=account, level=max(index, 0))
 
-    async def start(self, ref: SessionRef, answered_at: float, reach: str = "") -> int:
-        """Mark the call answered; return the granted seconds from the answer time."""
-        granted, _held = await self.answer(ref, answered_at, reach)
-        return granted
-
-    async def answer(self, ref: SessionRef, answered_at: float, reach: str = "") -> tuple[int, int]:
+    async def answered(
+        self, ref: SessionRef, answered_at: float, reach: str = ""
+    ) -> tuple[int, int]:
         """Mark the call answered; return (granted, held) seconds from the answer time.
 
         ``reach`` is what the front needs to tell the switch to hang up (kept with

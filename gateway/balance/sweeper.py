@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import time
 
-from gateway import metrics
 from gateway.balance import fields
+from gateway.balance.redisconn import redis_errors
 from gateway.balance.store import BalanceStore, SessionEnded, UnknownSession
 from gateway.balance.types import CallEnd
-from gateway.periodic import Periodic
-from gateway.redisconn import redis_errors
+from gateway.core import metrics
+from gateway.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 

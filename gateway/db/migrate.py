@@ -16,8 +16,8 @@ from importlib import resources
 
 import asyncpg
 
+from gateway.core.errors import MigrationError
 from gateway.db import Connection
-from gateway.errors import MigrationError
 
 log = logging.getLogger(__name__)
 

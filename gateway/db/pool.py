@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import asyncpg
 
-from gateway import metrics
 from gateway.config import DatabaseConfig, mask_url
-from gateway.errors import BackendUnavailable, Duplicate, StillReferenced
+from gateway.core import metrics
+from gateway.core.errors import BackendUnavailable, Duplicate, StillReferenced
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ a million-row deck does not stall the event loop. An import validates every row
 with the rating engine's CSV reader while the good rows stream to PostgreSQL
 through COPY and are merged batch by batch inside one transaction, which any bad
 row rolls back. Every change to ``rates`` or ``rate_groups`` is announced on the
-``gateway_rates`` channel by triggers (migration 0003); ``gateway.ratecache``
+``gateway_rates`` channel by triggers (migration 0003); ``gateway.calls.ratecache``
 listens.
 """
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
+from gateway.core.errors import GatewayError
 from gateway.db import BIGINT_MAX, INTEGER_MAX, Connection
-from gateway.errors import GatewayError
 from gateway.rating import Rate, RateTable, RatingIndex, RowError, iter_rows, write_rates
 
 CHANNEL = "gateway_rates"

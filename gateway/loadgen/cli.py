@@ -27,9 +27,8 @@ from typing import Any
 import asyncpg
 
 from gateway import config as config_mod
-from gateway import demo
 from gateway.config import Config, RadiusClientConfig, mask_url
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 from gateway.loadgen import population as population_mod
 from gateway.loadgen.engine import (
     ACKED,
@@ -47,6 +46,7 @@ from gateway.loadgen.plan import CallSpec, Population, parse_duration, plan_call
 from gateway.loadgen.stats import format_summary, summary
 from gateway.loadgen.verify import Placed, Verdict, verify
 from gateway.rating.numbers import NumberPlan
+from gateway.runtime import demo
 
 DEFAULT_SECONDS = 10.0  # with neither --calls nor --seconds
 MAX_CALLS = 2_000_000  # every datagram is built up front: about 1.5 kB per call

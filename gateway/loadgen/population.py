@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from gateway import demo
-from gateway.authz.reasons import Refusal
-from gateway.balance.chain import ChainAccount, build_chain
+from gateway.core.reasons import Refusal
 from gateway.db import Connection
 from gateway.db.rates import load_index
 from gateway.loadgen.plan import Caller, Population
+from gateway.rating.chain import ChainAccount, build_chain
 from gateway.rating.numbers import InvalidNumber, NumberPlan, normalize
 from gateway.rating.rates import Rate
+from gateway.runtime import demo
 
 # (prefix, destination, retail price per minute, connect fee, first and next
 # increment, minimum duration, grace): a mix of increments, a connect fee, a

@@ -9,11 +9,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from gateway.authz.identify import METHODS
-from gateway.calls import Policy
-from gateway.config import RadiusClientConfig, effective_grant
+from gateway.calls.types import Policy
+from gateway.config import RadiusClientConfig
 from gateway.radius.replies import ReturnCodes
-from gateway.rating.numbers import NumberPlan
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -39,13 +37,6 @@ class Client:
     @classmethod
     def from_config(cls, c: RadiusClientConfig, grant: str = "slice") -> Client:
         """``grant``: ``balance.grant``; slices need a switch that can be told to hang up."""
-        plan = NumberPlan(
-            country_code=c.country_code,
-            international_prefixes=c.international_prefixes,
-            national_prefix=c.national_prefix,
-            strip_prefixes=c.strip_prefixes,
-        )
-        order = tuple(m for m in c.identify if m in METHODS)
         return cls(
             name=c.name,
             secret=c.secret.encode(),
@@ -53,15 +44,7 @@ class Client:
             profile=c.profile,
             require_message_authenticator=c.require_message_authenticator,
             coa_port=c.coa_port,
-            policy=Policy(
-                plan=plan,
-                order=order,
-                check_secret=c.verify_password,
-                bill_leg=c.bill_leg,
-                hangup=c.coa_port != 0,
-                slices=effective_grant(grant, c) == "slice",
-                overrun_cap=c.overrun == "cap",
-            ),
+            policy=Policy.for_switch(c, grant),
             codes=ReturnCodes(c.return_codes),
         )
 

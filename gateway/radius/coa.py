@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncio_dgram
 
-from gateway import metrics
+from gateway.core import metrics
 from gateway.radius import auth
 from gateway.radius.clients import Client
 from gateway.radius.codec import MalformedPacket, Packet, PacketCode, decode_reply, encode_request

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from gateway import metrics
+from gateway.core import metrics
 from gateway.radius import steering
 from gateway.radius.clients import Client, ClientTable
 from gateway.radius.dedup import ReplyCache

@@ -15,12 +15,13 @@ import time
 from functools import partial
 from typing import Any
 
-from gateway import metrics
 from gateway.authz.identify import Credentials
-from gateway.authz.reasons import Reason, Refusal
 from gateway.balance.types import CallEnd
-from gateway.calls import Authorized, CallKey, Calls, LoginAccepted, Party
-from gateway.errors import BackendUnavailable
+from gateway.calls.lifecycle import Calls
+from gateway.calls.types import Authorized, CallKey, LoginAccepted, Party
+from gateway.core import metrics
+from gateway.core.errors import BackendUnavailable
+from gateway.core.reasons import Reason, Refusal
 from gateway.radius import auth, coa
 from gateway.radius.clients import Client
 from gateway.radius.codec import MalformedPacket, Packet, PacketCode, decode_request, encode_reply

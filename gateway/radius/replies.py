@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from types import MappingProxyType
 
-from gateway.authz.reasons import Reason
+from gateway.core.reasons import Reason
 
 # h323-return-code per reason (Cisco's prepaid codes as switches expect them).
 DEFAULT_RETURN_CODES = MappingProxyType(

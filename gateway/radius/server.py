@@ -7,9 +7,9 @@ import contextlib
 import errno
 import logging
 
-from gateway import metrics
-from gateway.calls import Calls
+from gateway.calls.lifecycle import Calls
 from gateway.config import RadiusConfig
+from gateway.core import metrics
 from gateway.radius import coa
 from gateway.radius.clients import ClientTable
 from gateway.radius.dedup import ReplyCache

@@ -19,8 +19,8 @@ import logging
 from collections.abc import Callable
 from typing import cast
 
-from gateway import metrics
-from gateway.authz.reasons import Reason
+from gateway.core import metrics
+from gateway.core.reasons import Reason
 from gateway.sip import replies
 from gateway.sip.message import (
     Answer,

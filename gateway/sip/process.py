@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from gateway import metrics
 from gateway.authz.identify import Credentials
-from gateway.authz.reasons import Reason, Refusal
-from gateway.calls import Authorized, CallKey, Calls, Party, Policy
-from gateway.errors import BackendUnavailable
+from gateway.calls.lifecycle import Calls
+from gateway.calls.types import Authorized, CallKey, Party, Policy
+from gateway.core import metrics
+from gateway.core.errors import BackendUnavailable
+from gateway.core.reasons import Reason, Refusal
 from gateway.sip import digest, replies
 from gateway.sip.message import Answer, Request
 from gateway.sip.uri import addr_user, header_params, uri_user

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import MappingProxyType
 
-from gateway.authz.reasons import Reason
-from gateway.routes import Gateway
+from gateway.core.reasons import Reason
+from gateway.rating.carriers import Gateway
 from gateway.sip.message import Answer
 
 # The methods this server implements, in Allow headers.

@@ -10,9 +10,9 @@ import asyncio
 import logging
 import socket
 
-from gateway.calls import Calls, Policy
+from gateway.calls.lifecycle import Calls
+from gateway.calls.types import Policy
 from gateway.config import RadiusClientConfig, SipConfig
-from gateway.radius.clients import Client
 from gateway.sip.listener import Allowlist, SipDatagram, SipListener, SipStream
 from gateway.sip.process import SipProcess, SipSettings
 from gateway.sip.transactions import Transactions
@@ -32,7 +32,7 @@ def settings(
         )
     # The number plan and identification order are the switch's; whether a secret
     # is checked is decided here (trust_proxy_auth, Digest), not by its RADIUS setting.
-    radius_policy = Client.from_config(client, grant).policy
+    radius_policy = Policy.for_switch(client, grant)
     return SipSettings(
         nas=client.name,
         policy=Policy(

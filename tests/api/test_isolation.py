@@ -43,8 +43,8 @@ from fastapi import FastAPI
 
 from gateway.agents.context import ManagementContext
 from gateway.api.app import create_app
+from gateway.balance.keys import Keys
 from gateway.config import from_mapping
-from gateway.keys import Keys
 from tests import factories
 from tests.api import world as world_mod
 from tests.api.test_cdrs import Call, insert_calls

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.embedded import free_port
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
+from gateway.runtime.embedded import free_port
 from tests.api.world import PASSWORD, World
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"

@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 
 from gateway.agents.context import ManagementContext
 from gateway.api.app import create_app
+from gateway.balance.keys import Keys
 from gateway.config import Config
-from gateway.keys import Keys
 from tests.api.world import World, headers
 
 

@@ -11,11 +11,11 @@ import time
 import asyncpg
 import redis.asyncio as aioredis
 
+from gateway.balance.keys import Keys
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionRef
 from gateway.balance.types import CallEnd, Grant
 from gateway.config import BalanceConfig
-from gateway.keys import Keys
 from tests import factories
 
 CALLS = 20_000

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
 from gateway.loadgen.engine import Engine, EngineOptions, Target, prepare
 from gateway.loadgen.packets import RequestBuilder
 from gateway.loadgen.plan import Caller, Population, plan_calls

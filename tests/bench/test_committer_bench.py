@@ -18,10 +18,10 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.balance.keys import Keys
 from gateway.config import CommitterConfig
-from gateway.db.cdr_writer import Method
-from gateway.db.committer import Committer
-from gateway.keys import Keys
+from gateway.settlement.cdr_writer import Method
+from gateway.settlement.committer import Committer
 from tests.integration.committer_support import (
     START_BALANCE,
     Switch,

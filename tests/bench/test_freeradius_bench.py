@@ -34,7 +34,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
 from gateway.loadgen import population as population_mod
 from gateway.loadgen.engine import AUTH_HOLD, AUTH_RELEASE, Engine, EngineOptions, Target
 from gateway.loadgen.packets import RequestBuilder

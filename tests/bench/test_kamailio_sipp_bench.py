@@ -35,7 +35,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
 from gateway.loadgen import population as population_mod
 from gateway.loadgen.plan import Population
 from tests.bench.freeradius import machine_busy_s, tree_cpu_s

@@ -22,8 +22,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.db.routes import set_route
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
+from gateway.db.carriers import set_route
 from tests import factories
 from tests.sip.harness import CARRIERS, NAS, message, sipp, status, udp_exchange
 

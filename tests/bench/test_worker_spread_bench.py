@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo import DEMO_RADIUS_SECRET
 from gateway.radius.codec import PacketCode, encode_request
+from gateway.runtime.demo import DEMO_RADIUS_SECRET
 
 REQUESTS = 6000
 WINDOW = 64  # requests in flight per socket

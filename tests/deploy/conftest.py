@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
 from tests.e2e.conftest import Gateway, gateway_config, running
 
 REPO = Path(__file__).resolve().parents[2]

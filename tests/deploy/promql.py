@@ -3,7 +3,7 @@
 ``references(expr)`` lists the metric selectors of an expression (name and the label
 names its matchers use) and the label names of its ``by``/``without``/``on``/``ignoring``
 /``group_*`` lists. ``exported()`` lists what the gateway process exports: the families
-of ``gateway.metrics`` with the sample names Prometheus sees (counters ``_total``,
+of ``gateway.core.metrics`` with the sample names Prometheus sees (counters ``_total``,
 histograms ``_bucket``/``_sum``/``_count``), the default process/platform/GC
 collectors, and ``up``, which Prometheus adds to every target.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
-from gateway import metrics
+from gateway.core import metrics
 
 # Labels Prometheus attaches to every scraped series.
 TARGET_LABELS = frozenset({"job", "instance"})

@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
 from tests.deploy.conftest import DEPLOY, run, tail, tool
 from tests.e2e.conftest import SECRET, Gateway, gateway_config, require_radclient, running
 

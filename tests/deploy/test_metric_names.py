@@ -1,5 +1,5 @@
 """Every query in the alert rules and the Grafana dashboard names metrics (and labels)
-that gateway/metrics.py and the default collectors really export."""
+that gateway/core/metrics.py and the default collectors really export."""
 
 from __future__ import annotations
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.app import CallPath, Container, Runtime, backend_services
+from gateway.balance.keys import Keys
 from gateway.config import Config, from_mapping
-from gateway.keys import Keys
+from gateway.runtime.app import CallPath, Container, Runtime, backend_services
 from tests import factories
 
 SECRET = "e2e-secret"

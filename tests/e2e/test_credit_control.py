@@ -13,8 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway import demo
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
 from gateway.radius.auth import verify_accounting_request
 from gateway.radius.codec import (
     PacketCode,
@@ -24,6 +23,7 @@ from gateway.radius.codec import (
     encode_request,
 )
 from gateway.rating.money import format_money
+from gateway.runtime import demo
 from tests.e2e.conftest import (
     COA_PORT,
     SECRET,

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
 from gateway.radius.codec import PacketCode, decode_reply, encode_request
 from tests import factories
 from tests.e2e.test_loadgen import SECRET, GatewayProcess, free_port, write_config

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
 
 SECRET = "loadgen-e2e-secret"
 READY_MARKER = '"event":"gateway.ready","workers":'

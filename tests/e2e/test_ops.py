@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
 from gateway.radius.codec import PacketCode, decode_reply, encode_request
 from tests.e2e.conftest import SECRET, Gateway, gateway_config, running
 from tests.integration.tcp_proxy import TcpProxy

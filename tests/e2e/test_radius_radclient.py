@@ -307,7 +307,7 @@ async def test_only_the_configured_leg_is_billed(gateway: Gateway) -> None:
 
 
 async def test_exhausted_credit_sends_a_disconnect_request(gateway: Gateway) -> None:
-    from gateway import metrics
+    from gateway.core import metrics
     from gateway.radius.auth import verify_accounting_request
     from gateway.radius.codec import decode_request, encode_reply
     from tests.e2e.conftest import COA_PORT

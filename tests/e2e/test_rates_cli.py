@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
 
 HEADER = (
     "prefix,destination,price_per_min,connect_fee,first_increment_s,next_increment_s,"

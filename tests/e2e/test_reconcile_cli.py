@@ -9,7 +9,7 @@ import sys
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
 from tests import factories
 from tests.conftest import MakeBalance
 

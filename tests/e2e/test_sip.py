@@ -13,9 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
+from gateway.calls.routecache import RouteCache
 from gateway.radius.codec import PacketCode, decode_reply, encode_request
-from gateway.routecache import RouteCache
 from gateway.sip.server import SipFront
 from tests.e2e.conftest import SECRET, Customer, Gateway, gateway_config, running
 from tests.sip.harness import (

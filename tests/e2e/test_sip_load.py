@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
 from tests.e2e.conftest import Gateway, gateway_config, running
 from tests.sip.harness import rate_group_of, route, sipp, with_sip
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.db.routes import CHANNEL, delete_route, load_tables, set_route
-from gateway.keys import Keys
-from gateway.routes import Gateway
+from gateway.balance.keys import Keys
+from gateway.db.carriers import CHANNEL, delete_route, load_tables, set_route
+from gateway.rating.carriers import Gateway
 from tests import factories
 from tests.e2e.conftest import Customer, gateway_config, running
 from tests.e2e.conftest import Gateway as RunningGateway

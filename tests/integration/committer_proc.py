@@ -16,9 +16,9 @@ import signal
 import asyncpg
 import redis.asyncio as aioredis
 
+from gateway.balance.keys import Keys
 from gateway.config import CommitterConfig
-from gateway.db.committer import Committer
-from gateway.keys import Keys
+from gateway.settlement.committer import Committer
 
 
 async def main() -> None:

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 import asyncpg
 import redis.asyncio as aioredis
 
+from gateway.balance.keys import Keys
 from gateway.balance.scripts import Pipeliner, load_scripts
 from gateway.balance.store import BalanceStore, SessionRef
-from gateway.balance.types import CallEnd, CallMeta, Chain, Level, Settled
+from gateway.balance.types import CallEnd, CallMeta, Settled
 from gateway.config import BalanceConfig
-from gateway.keys import Keys
+from gateway.rating.chain import Chain, Level
 from gateway.rating.rates import Rate
 
 START_BALANCE = 10_000_000_000  # 10,000 currency units
@@ -131,7 +132,7 @@ class Switch:
         grant = await self.store.reserve(ref, chain, meta, now=setup_at)
         assert hasattr(grant, "granted_s"), grant
         if duration > 0:
-            await self.store.start(ref, setup_at + 2)
+            await self.store.answered(ref, setup_at + 2)
         settled = await self.store.settle(
             ref, duration, CallEnd(disconnect_at=setup_at + 2 + duration, cause="16")
         )

@@ -13,7 +13,8 @@ import pytest
 from gateway.authz.directory import Directory
 from gateway.authz.identify import Credentials
 from gateway.balance.service import Balance
-from gateway.calls import Calls, Party, Policy
+from gateway.calls.lifecycle import Calls
+from gateway.calls.types import Party, Policy
 from gateway.config import BalanceConfig
 from gateway.db.rates import load_index
 from gateway.rating.numbers import NumberPlan

@@ -8,13 +8,14 @@ import time
 
 import asyncpg
 
-from gateway import metrics
 from gateway.authz.identify import Credentials
-from gateway.authz.reasons import Reason, Refusal
 from gateway.balance.store import SessionRef
-from gateway.balance.types import CallEnd, SettlementEntry
-from gateway.calls import Authorized, CallKey, Policy
-from gateway.routes import Gateway, RouteIndex, RouteTable
+from gateway.balance.types import CallEnd
+from gateway.calls.types import Authorized, CallKey, Policy
+from gateway.core import metrics
+from gateway.core.reasons import Reason, Refusal
+from gateway.rating.carriers import Gateway, RouteIndex, RouteTable
+from gateway.settlement.entry import SettlementEntry
 from tests.integration.conftest import UK, World, party_of
 
 

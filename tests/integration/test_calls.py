@@ -9,11 +9,12 @@ import asyncpg
 import pytest
 
 from gateway.authz.identify import BY_CALLER_ID, BY_EXTENSION, Credentials
-from gateway.authz.reasons import Reason, Refusal
 from gateway.balance.moves import MoneyMove, Posting, move_money
 from gateway.balance.store import SessionRef
-from gateway.balance.types import CallEnd, SettlementEntry
-from gateway.calls import Authorized, CallKey, LoginAccepted, Policy
+from gateway.balance.types import CallEnd
+from gateway.calls.types import Authorized, CallKey, LoginAccepted, Policy
+from gateway.core.reasons import Reason, Refusal
+from gateway.settlement.entry import SettlementEntry
 from tests.integration.conftest import UK, World, party_of
 
 

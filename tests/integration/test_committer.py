@@ -14,10 +14,10 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.balance.keys import Keys
 from gateway.config import CommitterConfig
-from gateway.db.cdr_writer import METHODS, Method
-from gateway.db.committer import GROUP, Committer
-from gateway.keys import Keys
+from gateway.settlement.cdr_writer import METHODS, Method
+from gateway.settlement.committer import GROUP, Committer
 from tests.integration.committer_support import (
     START_BALANCE,
     Calls,

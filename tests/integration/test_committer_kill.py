@@ -22,8 +22,8 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.db.committer import GROUP
-from gateway.keys import Keys
+from gateway.balance.keys import Keys
+from gateway.settlement.committer import GROUP
 from tests.integration.committer_support import Switch, assert_exactly_once, make_tree
 
 ROOT = Path(__file__).resolve().parents[2]

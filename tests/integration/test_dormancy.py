@@ -19,9 +19,9 @@ from prometheus_client import REGISTRY
 
 from gateway.agents import dormancy
 from gateway.agents.context import ManagementContext
-from gateway.app import ManagementJobs, Runtime
 from gateway.balance.moves import MoneyMove, Posting, move_money
 from gateway.config import Config
+from gateway.runtime.app import ManagementJobs, Runtime
 from tests import factories
 
 _seq = itertools.count(1)

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 import redis
 
-from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, _pid_alive
+from gateway.runtime.embedded import EmbeddedPostgres, EmbeddedRedis, _pid_alive
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import redis.asyncio as aioredis
 from gateway.agents import auth
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import RateLimited, Unauthenticated
+from gateway.balance.keys import Keys
 from gateway.config import Config
-from gateway.embedded import EmbeddedRedis
-from gateway.keys import Keys
+from gateway.runtime.embedded import EmbeddedRedis
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import asyncio
 import asyncpg
 import pytest
 
+from gateway.core.errors import MigrationError
 from gateway.db import migrate
-from gateway.errors import MigrationError
 
 
 async def _tables(conn: asyncpg.Connection) -> set[str]:

@@ -22,8 +22,8 @@ import redis.asyncio as aioredis
 from aiosmtpd.controller import Controller
 
 from gateway.agents import outbox
-from gateway.app import ManagementJobs, Runtime
 from gateway.config import Config, SmtpConfig
+from gateway.runtime.app import ManagementJobs, Runtime
 
 _seq = itertools.count(1)
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
+from gateway.calls.ratecache import RateCache
 from gateway.db import rates
 from gateway.db.group_cache import RELOAD_ALL
-from gateway.ratecache import RateCache
 from gateway.rating import Rate, read_rates
 
 HEADER = (

@@ -122,7 +122,7 @@ async def test_partitions_can_be_added_and_take_rows_from_default(db_pool: async
 
 
 async def test_chain_accounts_come_customer_first(db_pool: asyncpg.Pool) -> None:
-    from gateway.balance.chain import fetch_chain_accounts
+    from gateway.db.chains import fetch_chain_accounts
 
     async with db_pool.acquire() as conn:
         top = await _agent(conn, "chain-top")
@@ -138,7 +138,7 @@ async def test_chain_accounts_come_customer_first(db_pool: asyncpg.Pool) -> None
 
 async def test_demo_seeds_on_postgresql_15_too(db_pool: asyncpg.Pool) -> None:
     """The demo seed runs on the local server (no PostgreSQL 16-only syntax)."""
-    from gateway import demo
+    from gateway.runtime import demo
 
     async with db_pool.acquire() as conn:
         await demo.seed(conn)  # seeds, or finds the demo data another test seeded

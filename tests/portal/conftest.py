@@ -21,7 +21,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from gateway.agents.context import ManagementContext
 from gateway.api.app import create_app
 from gateway.api.server import _QuietServer
-from gateway.embedded import free_port
+from gateway.runtime.embedded import free_port
 from tests.api.conftest import world  # noqa: F401  (a fixture shared with the API tests)
 from tests.api.world import PASSWORD, World
 

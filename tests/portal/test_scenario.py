@@ -1,6 +1,6 @@
 """The agent's day in the browser: a new customer, a caller-ID, a transfer, the billing
 reports that show it, and another agent's customer out of reach; then the same on the
-real demo seed (``gateway.demo``), in a database of its own.
+real demo seed (``gateway.runtime.demo``), in a database of its own.
 
 Screenshots of the main pages land in ``test-artifacts/portal/``.
 """
@@ -18,14 +18,14 @@ import redis.asyncio as aioredis
 import uvicorn
 from playwright.async_api import Dialog, Page
 
-from gateway import demo
 from gateway.agents.context import ManagementContext
 from gateway.api.app import create_app
 from gateway.api.server import _QuietServer
+from gateway.balance.keys import Keys
 from gateway.config import from_mapping
 from gateway.db import migrate
-from gateway.embedded import free_port
-from gateway.keys import Keys
+from gateway.runtime import demo
+from gateway.runtime.embedded import free_port
 from tests.api.world import World
 from tests.conftest import DatabaseFactory
 from tests.portal.conftest import log_in, screenshot

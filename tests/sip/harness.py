@@ -18,10 +18,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from gateway.calls.routecache import RouteCache
 from gateway.config import Config, SipConfig
-from gateway.db.routes import set_route
-from gateway.routecache import RouteCache
-from gateway.routes import Gateway
+from gateway.db.carriers import set_route
+from gateway.rating.carriers import Gateway
 
 SCENARIOS = Path(__file__).resolve().parent
 NAS = "kamailio"  # the switch in tests/e2e/conftest.py whose accounting settles SIP holds

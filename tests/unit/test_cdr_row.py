@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.balance.types import SettlementEntry
-from gateway.db.cdr_row import MalformedSettlement, parse_entry, to_cdr_row, unique_rows
+from gateway.settlement.cdr_row import MalformedSettlement, parse_entry, to_cdr_row, unique_rows
+from gateway.settlement.entry import SettlementEntry
 
 ENTRY: dict[str, Any] = {
     "session": "gw:{s0}:sess:n:1",

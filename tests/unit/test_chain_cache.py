@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.authz.reasons import Refusal
-from gateway.balance.chain import ChainAccount, build_chain
+from gateway.core.reasons import Refusal
+from gateway.rating.chain import ChainAccount, build_chain
 from gateway.rating.prefix_index import RateTable, RatingIndex
 from gateway.rating.rates import Rate
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from gateway.cli_rates import Progress, count_data_lines
+from gateway.runtime.rates_cli import Progress, count_data_lines
 
 
 class Terminal(io.StringIO):

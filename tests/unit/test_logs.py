@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import logging
 
-from gateway.logs import JsonFormatter, TextFormatter
+from gateway.core.logs import JsonFormatter, TextFormatter
 
 
 def _record(**extra: object) -> logging.LogRecord:

@@ -15,11 +15,12 @@ import time
 
 import redis.asyncio as aioredis
 
+from gateway.balance.keys import Keys
 from gateway.balance.scripts import Pipeliner, load_scripts
 from gateway.balance.store import BalanceStore, SessionRef
-from gateway.balance.types import Chain, Grant, Level
+from gateway.balance.types import Grant
 from gateway.config import BalanceConfig
-from gateway.keys import Keys
+from gateway.rating.chain import Chain, Level
 from tests import factories
 
 

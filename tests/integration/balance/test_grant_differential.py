@@ -9,13 +9,14 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.authz.reasons import Refusal
+from gateway.balance.keys import Keys
 from gateway.balance.scripts import Pipeliner, load_scripts
 from gateway.balance.store import BalanceStore, SessionRef
-from gateway.balance.types import Chain, Grant, Level
+from gateway.balance.types import Grant
 from gateway.config import BalanceConfig
-from gateway.keys import Keys
+from gateway.core.reasons import Refusal
 from gateway.rating.billing import cost, grant_seconds, slice_seconds
+from gateway.rating.chain import Chain, Level
 from gateway.rating.rates import Rate
 from tests import factories
 

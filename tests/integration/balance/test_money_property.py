@@ -21,14 +21,14 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.authz.reasons import Refusal
+from gateway.balance.keys import Keys
 from gateway.balance.moves import MoneyMove, MoveRefused, Posting, move_money
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionEnded, SessionRef, UnknownSession
 from gateway.balance.types import CallEnd, Grant
 from gateway.config import BalanceConfig, CommitterConfig
-from gateway.db.committer import Committer
-from gateway.keys import Keys
+from gateway.core.reasons import Refusal
+from gateway.settlement.committer import Committer
 from tests import factories
 
 _examples = itertools.count()
@@ -141,7 +141,7 @@ async def _run_example(
                 assert isinstance(result, Refusal)
         elif kind == "start":
             with _maybe():
-                await balance.store.start(ref(int(operation[1])), time.time())  # type: ignore[call-overload]
+                await balance.store.answered(ref(int(operation[1])), time.time())  # type: ignore[call-overload]
         elif kind == "extend":
             s, elapsed = int(operation[1]), int(operation[2])  # type: ignore[call-overload]
             with _maybe():

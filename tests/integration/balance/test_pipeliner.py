@@ -13,11 +13,11 @@ from urllib.parse import urlsplit
 import pytest
 import redis.exceptions
 
+from gateway.balance.keys import Keys
+from gateway.balance.redisconn import create_client
 from gateway.balance.scripts import Pipeliner, Script, load_scripts
 from gateway.config import RedisConfig
-from gateway.errors import BackendUnavailable
-from gateway.keys import Keys
-from gateway.redisconn import create_client
+from gateway.core.errors import BackendUnavailable
 from tests.integration.tcp_proxy import TcpProxy
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncpg
 
-from gateway.balance.reconcile import Drift, reconcile
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionRef
 from gateway.balance.types import CallEnd
+from gateway.settlement.reconcile import Drift, reconcile
 from tests import factories
 
 

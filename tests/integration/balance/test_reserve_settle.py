@@ -7,11 +7,13 @@ import asyncio
 import asyncpg
 import pytest
 
-from gateway.authz.reasons import Reason, Refusal
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionEnded, SessionRef, UnknownSession
-from gateway.balance.types import CallEnd, Chain, Grant, Level, SettlementEntry
+from gateway.balance.types import CallEnd, Grant
 from gateway.config import BalanceConfig
+from gateway.core.reasons import Reason, Refusal
+from gateway.rating.chain import Chain, Level
+from gateway.settlement.entry import SettlementEntry
 from tests import factories
 from tests.conftest import MakeBalance
 
@@ -38,7 +40,8 @@ async def test_reserve_holds_every_level_and_settle_debits(
         state = await _account_state(balance, tree.top, account)
         assert (int(state["held"]), int(state["calls"])) == (hold, 1)
 
-    assert await balance.store.start(ref, answered_at=1_000) == 3600
+    granted, _held = await balance.store.answered(ref, answered_at=1_000)
+    assert granted == 3600
     settled = await balance.store.settle(ref, 61, CallEnd(disconnect_at=1_061, cause="16"))
     # 61 s at 60/60 bills 120 s: 0.12, 0.08 and 0.06 units.
     assert settled.costs_micros == (120_000, 80_000, 60_000)
@@ -76,8 +79,8 @@ async def test_every_verb_is_idempotent(balance: Balance, db_pool: asyncpg.Pool)
     state = await _account_state(balance, tree.top, tree.customer)
     assert int(state["calls"]) == 1 and int(state["held"]) == first.holds_micros[0]
 
-    await balance.store.start(ref, 100)
-    await balance.store.start(ref, 100)
+    await balance.store.answered(ref, 100)
+    await balance.store.answered(ref, 100)
     one = await balance.store.settle(ref, 30, CallEnd(disconnect_at=130))
     two = await balance.store.settle(ref, 30, CallEnd(disconnect_at=130))
     assert two.duplicate and two.stream_id == one.stream_id
@@ -87,7 +90,7 @@ async def test_every_verb_is_idempotent(balance: Balance, db_pool: asyncpg.Pool)
     with pytest.raises(SessionEnded):
         await balance.store.release(ref)
     with pytest.raises(SessionEnded):
-        await balance.store.start(ref, 100)
+        await balance.store.answered(ref, 100)
     assert isinstance(await balance.reserve(ref, tree.chain(), factories.meta("idem")), Refusal)
 
 
@@ -215,7 +218,7 @@ async def test_extend_grows_the_hold_when_money_arrives(
     ref = SessionRef(tree.top, "ext")
     grant = await balance.reserve(ref, tree.chain(), factories.meta("ext"))
     assert isinstance(grant, Grant) and grant.granted_s == 120  # two minutes at 0.06
-    await balance.store.start(ref, 1000)
+    await balance.store.answered(ref, 1000)
 
     async def extend(may_grow: bool) -> tuple[int, bool]:
         extended = await balance.store.extend(ref, may_grow=may_grow)

@@ -13,14 +13,16 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.authz.reasons import Reason, Refusal
+from gateway.balance.keys import Keys
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionRef
-from gateway.balance.types import CallEnd, Chain, Grant, Level, SettlementEntry
+from gateway.balance.types import CallEnd, Grant
+from gateway.calls.credit import SliceKeeper
 from gateway.config import BalanceConfig
-from gateway.credit import SliceKeeper
-from gateway.keys import Keys
+from gateway.core.reasons import Reason, Refusal
 from gateway.rating.billing import cost
+from gateway.rating.chain import Chain, Level
+from gateway.settlement.entry import SettlementEntry
 from tests import factories
 from tests.conftest import MakeBalance
 
@@ -205,7 +207,7 @@ async def test_keeper_extends_then_cuts_and_hangs_up_once(
 
     keeper = SliceKeeper(slices.store, lambda: hangup)
     t0 = time.time()
-    await slices.store.start(ref, t0, reach="switch-a|call")
+    await slices.store.answered(ref, t0, reach="switch-a|call")
     assert await keeper.check(now=t0 + 10) == 0  # 50 s still held: nothing due
     assert (await _session(slices, ref))["held"] == "60"
     # 50 s in: the lead (10 s) is reached; the next slice (2 x 60) is held.
@@ -237,7 +239,7 @@ async def test_money_arriving_uncuts_a_call(slices: Balance, db_pool: asyncpg.Po
     ref = SessionRef(tree.top, "uncut")
     await slices.reserve(ref, tree.chain(), factories.meta("uncut"), slice_mode=True)
     t0 = time.time()
-    await slices.store.start(ref, t0)
+    await slices.store.answered(ref, t0)
     await slices.pipeliner.client.hincrby(
         slices.store.keys.account(tree.top, tree.customer), "bal", -60_000
     )
@@ -257,7 +259,7 @@ async def test_interim_reported_time_drives_the_extension(
     ref = SessionRef(tree.top, "reported")
     await slices.reserve(ref, tree.chain(), factories.meta("reported"), slice_mode=True)
     now = time.time()
-    await slices.store.start(ref, now)
+    await slices.store.answered(ref, now)
     # The switch says 500 s have run (its clock): held covers 500 s + the lead.
     extended = await slices.store.extend(ref, False, now=now, elapsed_s=500)
     assert extended.grew and extended.held_s >= 510 and not extended.cut
@@ -321,7 +323,7 @@ async def test_a_stop_past_the_grant_is_capped_or_billed(
     ref = SessionRef(tree.top, "overrun")
     grant = await balance.reserve(ref, tree.chain(), factories.meta("overrun"))
     assert isinstance(grant, Grant) and grant.granted_s == 60
-    await balance.store.start(ref, time.time() - 600)
+    await balance.store.answered(ref, time.time() - 600)
     settled = await balance.store.settle(
         ref, 600, CallEnd(disconnect_at=time.time()), overrun_cap=cap
     )
@@ -355,7 +357,7 @@ async def test_a_slice_orphan_is_settled_at_its_held_time(
     grant = await slices.reserve(ref, tree.chain(), factories.meta("orphan"), slice_mode=True)
     assert isinstance(grant, Grant) and grant.held_s == 60 and grant.granted_s == 7200
     t0 = time.time()
-    await slices.store.start(ref, t0)
+    await slices.store.answered(ref, t0)
     # No keeper ran, no Stop came: past held + margin, billed for what was held.
     assert await slices.sweeper.sweep(now=t0 + 60 + SLICES.hold_margin_s + 1) == 1
     customer = await _state(slices, tree.top, tree.customer)
@@ -460,7 +462,7 @@ async def test_a_slice_call_past_its_hold_uncut_is_billed_what_is_there(
             ref, tree.chain(), factories.meta(ref.session_key), slice_mode=True
         )
         assert isinstance(grant, Grant) and grant.held_s == 60
-        await slices.store.start(ref, time.time() - 150)
+        await slices.store.answered(ref, time.time() - 150)
     first = await slices.store.settle(refs[0], 150, CallEnd(disconnect_at=time.time()))
     assert (first.costs_micros[0], first.overrun_s) == (180_000, 0)
     second = await slices.store.settle(refs[1], 150, CallEnd(disconnect_at=time.time()))

@@ -7,12 +7,13 @@ import time
 import asyncpg
 import redis.asyncio as aioredis
 
+from gateway.balance.keys import Keys
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionRef
 from gateway.balance.sweeper import Sweeper
-from gateway.balance.types import Grant, SettlementEntry
+from gateway.balance.types import Grant
 from gateway.config import BalanceConfig
-from gateway.keys import Keys
+from gateway.settlement.entry import SettlementEntry
 from tests import factories
 from tests.conftest import MakeBalance
 
@@ -32,7 +33,7 @@ async def test_orphans_are_settled_at_grant_or_released(
     unanswered = SessionRef(other.top, "orphan-unanswered")
     grant = await balance.reserve(answered, chain, factories.meta("orphan-answered"))
     assert isinstance(grant, Grant) and grant.granted_s == 180
-    await balance.store.start(answered, answered_at=time.time())
+    await balance.store.answered(answered, answered_at=time.time())
     assert isinstance(
         await balance.reserve(unanswered, other.chain(), factories.meta("orphan-unanswered")),
         Grant,
@@ -67,7 +68,7 @@ async def test_release_policy_charges_nothing(
     ref = SessionRef(tree.top, "free-orphan")
     grant = await service.reserve(ref, tree.chain(), factories.meta("free-orphan"))
     assert isinstance(grant, Grant)
-    await service.store.start(ref, answered_at=time.time())
+    await service.store.answered(ref, answered_at=time.time())
     sweeper = Sweeper(service.store)
     assert await sweeper.sweep(now=time.time() + grant.granted_s + 10_000) == 1
     assert await service.store.session_state(ref) == "released"

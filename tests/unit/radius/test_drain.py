@@ -9,8 +9,8 @@ import socket
 from types import SimpleNamespace
 from typing import Any
 
-from gateway import metrics
 from gateway.config import RadiusClientConfig, RadiusConfig
+from gateway.core import metrics
 from gateway.radius.clients import Client
 from gateway.radius.server import RadiusFront
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.authz.reasons import Reason
 from gateway.config import RadiusClientConfig
+from gateway.core.reasons import Reason
 from gateway.radius.clients import ClientTable
 from gateway.radius.dedup import ReplyCache
 from gateway.radius.replies import DEFAULT_RETURN_CODES, SILENT, ReturnCodes, reply_message

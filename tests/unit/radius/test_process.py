@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from gateway.authz.identify import Credentials
-from gateway.authz.reasons import Reason, Refusal
 from gateway.balance.types import CallEnd, Settled
-from gateway.calls import Authorized, CallKey, Credit, Ended, LoginAccepted, Party, Policy
+from gateway.calls.types import Authorized, CallKey, Credit, Ended, LoginAccepted, Party, Policy
 from gateway.config import RadiusClientConfig
-from gateway.errors import BackendUnavailable
+from gateway.core.errors import BackendUnavailable
+from gateway.core.reasons import Reason, Refusal
 from gateway.radius.clients import Client
 from gateway.radius.codec import Packet, PacketCode, decode_reply, encode_request
 from gateway.radius.process import RadiusProcess

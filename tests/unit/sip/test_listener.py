@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from prometheus_client import REGISTRY
 
-from gateway.calls import Policy
+from gateway.calls.types import Policy
 from gateway.sip import transactions
 from gateway.sip.listener import Allowlist, SipListener
 from gateway.sip.message import Answer

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from gateway.authz.reasons import Reason, Refusal
-from gateway.calls import Authorized, CallKey, LoginAccepted, Party, Policy, Route
-from gateway.errors import BackendUnavailable
-from gateway.routes import Gateway
+from gateway.calls.types import Authorized, CallKey, LoginAccepted, Party, Policy, Route
+from gateway.core.errors import BackendUnavailable
+from gateway.core.reasons import Reason, Refusal
+from gateway.rating.carriers import Gateway
 from gateway.sip.message import parse
 from gateway.sip.process import SipProcess, SipSettings, caller_id
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.authz.reasons import Reason
-from gateway.routes import Gateway
+from gateway.core.reasons import Reason
+from gateway.rating.carriers import Gateway
 from gateway.sip import replies
 
 EXPECTED = {

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from gateway.routes import Gateway, RouteIndex, RouteTable, ordered
+from gateway.rating.carriers import Gateway, RouteIndex, RouteTable, ordered
 
 
 def test_gateway_parse() -> None:

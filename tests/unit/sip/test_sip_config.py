@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import ConfigError, SipConfig, from_mapping
-from gateway.routes import Gateway
+from gateway.rating.carriers import Gateway
 from gateway.sip.server import settings
 
 CLIENT = {"name": "kamailio", "address": "127.0.0.1", "secret": "s", "country_code": "44"}

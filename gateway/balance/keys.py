@@ -54,7 +54,7 @@ class Keys:
 
     def commits_channel(self, shard: int) -> str:
         """Pub/sub channel: the committers announce each batch of the shard's stream they
-        committed (gateway.db.commit_wait)."""
+        committed (gateway.settlement.commit_wait)."""
         return f"{self.settlements(shard)}:committed"
 
     def dead_settlements(self, shard: int) -> str:

@@ -14,10 +14,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from gateway import metrics
 from gateway.balance.store import BalanceStore, SessionEnded, UnknownSession
-from gateway.calls import Hangup
-from gateway.periodic import Periodic
+from gateway.calls.types import Hangup
+from gateway.core import metrics
+from gateway.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 

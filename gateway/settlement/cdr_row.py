@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
-from gateway.balance.types import SettlementEntry
 from gateway.db import BIGINT_MAX, BIGINT_MIN, INTEGER_MAX
+from gateway.settlement.entry import SettlementEntry
 
 EntryRef = tuple[str, str]  # (stream, entry id)
 

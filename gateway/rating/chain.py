@@ -9,12 +9,11 @@ credit by transfer) but its status and call limit still apply.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from gateway.authz.reasons import Reason, Refusal
-from gateway.balance.types import Chain, Level
-from gateway.db import Connection
+from gateway.core.compact_json import dumps as _dumps
+from gateway.core.reasons import Reason, Refusal
 from gateway.rating.prefix_index import RatingIndex, UnknownRateGroup
 from gateway.rating.rates import Rate
 
@@ -34,21 +33,60 @@ class ChainAccount:
         return self.kind == "customer" or self.billing_mode == "wholesale"
 
 
-async def fetch_chain_accounts(conn: Connection, customer_id: int) -> list[ChainAccount]:
-    """The customer and every agent above it, customer first (empty if unknown)."""
-    rows = await conn.fetch(
-        "SELECT a.id, a.root_id, a.kind, a.billing_mode, a.rate_group_id, "
-        "       array_position(c.ancestors, a.id) AS depth "
-        "FROM accounts c JOIN accounts a ON a.id = c.id OR a.id = ANY(c.ancestors) "
-        "WHERE c.id = $1",
-        customer_id,
-    )
-    # Customer first (no position in its own ancestors), then from the parent up.
-    ordered = sorted(rows, key=lambda r: (0, 0) if r["id"] == customer_id else (1, -r["depth"]))
-    return [
-        ChainAccount(r["id"], r["root_id"], r["kind"], r["billing_mode"], r["rate_group_id"])
-        for r in ordered
-    ]
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One account of a call's chain and how the call touches it.
+
+    ``charged``: the account pays for the call at ``rate`` (the customer, and every
+    agent in wholesale mode). An uncharged level (an agent in transfer mode) still
+    has its status and concurrent-call limit checked and a call slot held.
+    """
+
+    account_id: int
+    charged: bool
+    rate: Rate | None = None
+    rate_group_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.charged and self.rate is None:
+            raise ValueError(f"charged level {self.account_id} needs a rate")
+
+    def script_rate(self) -> list[int]:
+        """The rate array the Lua scripts read (see lib.lua)."""
+        r = self.rate
+        if not self.charged or r is None:
+            return [0, 0, 0, 1, 1, 0, 0]
+        return [
+            1,
+            r.price_per_min_micros,
+            r.connect_fee_micros,
+            r.first_increment_s,
+            r.next_increment_s,
+            r.min_duration_s,
+            r.grace_s,
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A call's accounts, customer first, each agent up to the top (``root_id``)."""
+
+    root_id: int
+    levels: tuple[Level, ...]
+    # The levels as reserve.lua reads them, encoded once per chain, not per call.
+    script_levels: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.levels:
+            raise ValueError("a chain has at least the customer")
+        if not self.levels[0].charged:
+            raise ValueError("the customer level is always charged")
+        encoded = _dumps([level.script_rate() for level in self.levels])
+        object.__setattr__(self, "script_levels", encoded)
+
+    @property
+    def account_ids(self) -> tuple[int, ...]:
+        return tuple(level.account_id for level in self.levels)
 
 
 @dataclass(frozen=True, slots=True)

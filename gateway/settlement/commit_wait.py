@@ -25,9 +25,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway.db.cdr_row import EntryRef
-from gateway.errors import BackendUnavailable
-from gateway.redisconn import redis_errors
+from gateway.balance.redisconn import redis_errors
+from gateway.core.errors import BackendUnavailable
+from gateway.settlement.cdr_row import EntryRef
 
 log = logging.getLogger(__name__)
 

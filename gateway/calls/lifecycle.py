@@ -20,15 +20,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from gateway import metrics
 from gateway.authz.directory import Directory
 from gateway.authz.identify import Caller, identify
-from gateway.authz.reasons import Reason, Refusal
-from gateway.balance.chain import Priced, build_chain
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionEnded, SessionExists, SessionRef, UnknownSession
 from gateway.balance.types import CallEnd, CallMeta, Extended, Settled
-from gateway.call_types import (
+from gateway.calls.types import (
     Authorized,
     CallKey,
     Credit,
@@ -39,8 +36,11 @@ from gateway.call_types import (
     Policy,
     Route,
 )
+from gateway.core import metrics
+from gateway.core.reasons import Reason, Refusal
+from gateway.rating.carriers import Gateway, RouteIndex, ordered
+from gateway.rating.chain import Priced, build_chain
 from gateway.rating.prefix_index import RatingIndex
-from gateway.routes import Gateway, RouteIndex, ordered
 
 __all__ = [
     "Authorized",
@@ -232,11 +232,11 @@ class Calls:
         store = self.balance.store
         try:
             try:
-                granted, held = await store.answer(ref, at, reach)
+                granted, held = await store.answered(ref, at, reach)
             except UnknownSession:
                 if not await self._recover(key, party, policy, ref, at, answered=True, reach=reach):
                     return None
-                granted, held = await store.answer(ref, at, reach)
+                granted, held = await store.answered(ref, at, reach)
         except (UnknownSession, SessionEnded):
             return None
         return Credit(granted, held)
@@ -274,7 +274,7 @@ class Calls:
                     key, party, policy, ref, answered_at, answered=True, reach=reach
                 ):
                     return None
-                await store.start(ref, answered_at, reach)
+                await store.answered(ref, answered_at, reach)
                 extended = await store.extend(ref, may_grow, moment, elapsed)
         except (UnknownSession, SessionEnded):
             return None

@@ -20,9 +20,9 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from gateway.balance import fields
-from gateway.balance.types import SettlementEntry
-from gateway.keys import Keys
-from gateway.redisconn import redis_errors
+from gateway.balance.keys import Keys
+from gateway.balance.redisconn import redis_errors
+from gateway.settlement.entry import SettlementEntry
 
 _FIELDS = (fields.BALANCE, fields.HELD_MICROS, fields.CALLS)
 

@@ -21,30 +21,30 @@ from typing import Any, Protocol
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway import demo
 from gateway.agents.context import ManagementContext
 from gateway.agents.dormancy import DormancyJob
 from gateway.agents.outbox import OutboxSender
 from gateway.authz.directory import Directory
+from gateway.balance.keys import Keys
+from gateway.balance.redisconn import create_client, redis_errors
 from gateway.balance.service import Balance
-from gateway.calls import Calls
+from gateway.calls.credit import SliceKeeper
+from gateway.calls.lifecycle import Calls
+from gateway.calls.ratecache import RateCache
+from gateway.calls.routecache import RouteCache
 from gateway.config import Config, mask_url
-from gateway.credit import SliceKeeper
+from gateway.core.errors import BackendUnavailable
+from gateway.core.periodic import Periodic
 from gateway.db import migrate
-from gateway.db.committer import Committer
 from gateway.db.pool import create_pool, pg_errors
-from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
-from gateway.errors import BackendUnavailable
-from gateway.gauges import GaugeSampler
-from gateway.keys import Keys
-from gateway.ops import Check, OpsServer, notify_systemd
-from gateway.periodic import Periodic
 from gateway.radius.clients import ClientTable
 from gateway.radius.server import RadiusFront
-from gateway.ratecache import RateCache
-from gateway.redisconn import create_client, redis_errors
-from gateway.routecache import RouteCache
-from gateway.routes import Gateway
+from gateway.rating.carriers import Gateway
+from gateway.runtime import demo
+from gateway.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
+from gateway.runtime.gauges import GaugeSampler
+from gateway.runtime.ops import Check, OpsServer, notify_systemd
+from gateway.settlement.committer import Committer
 from gateway.sip.server import SipFront
 
 log = logging.getLogger(__name__)

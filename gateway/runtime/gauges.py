@@ -9,14 +9,14 @@ import logging
 
 import redis.asyncio as aioredis
 
-from gateway import metrics
 from gateway.authz.directory import Directory
 from gateway.balance import fields
+from gateway.balance.keys import Keys
+from gateway.balance.redisconn import redis_errors
 from gateway.config import MetricsConfig
-from gateway.keys import Keys
-from gateway.ops import monotonic_age
-from gateway.periodic import Periodic
-from gateway.redisconn import redis_errors
+from gateway.core import metrics
+from gateway.core.periodic import Periodic
+from gateway.runtime.ops import monotonic_age
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from datetime import date
 from typing import Any, Literal
 
 from gateway.db import Connection
-from gateway.db.cdr_row import CdrRow, unique_rows
+from gateway.settlement.cdr_row import CdrRow, unique_rows
 
 Method = Literal["json", "unnest", "copy"]
 METHODS: tuple[Method, ...] = ("json", "unnest", "copy")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncpg
 
+from gateway.db.carriers import CHANNEL, load_tables
 from gateway.db.group_cache import GroupCache
-from gateway.db.routes import CHANNEL, load_tables
-from gateway.routes import RouteIndex, RouteTable
+from gateway.rating.carriers import RouteIndex, RouteTable
 
 
 class RouteCache(GroupCache[RouteTable, RouteIndex]):

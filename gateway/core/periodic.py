@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from gateway.errors import BackendUnavailable
+from gateway.core.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 

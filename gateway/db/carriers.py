@@ -2,7 +2,7 @@
 
 Every change to ``routes`` or ``route_gateways`` is announced on the
 ``gateway_routes`` channel with the changed rate group ids (``*``: all);
-``gateway.routecache.RouteCache`` listens.
+``gateway.calls.routecache.RouteCache`` listens.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 
 from gateway.db import Connection
-from gateway.routes import Gateway, RouteTable
+from gateway.rating.carriers import Gateway, RouteTable
 
 CHANNEL = "gateway_routes"
 

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TextIO
 
-from gateway.app import Runtime
+from gateway.core.errors import GatewayError
 from gateway.db import rates
-from gateway.errors import GatewayError
+from gateway.runtime.app import Runtime
 
 PROGRESS_MIN_ROWS = 50_000  # smaller files import in about a second: no progress shown
 _COUNT_CHUNK_BYTES = 1 << 20

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from gateway import metrics
 from gateway.config import RedisConfig, mask_url
-from gateway.errors import BackendUnavailable
+from gateway.core import metrics
+from gateway.core.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 from gateway.authz.identify import METHODS, Credentials
 from gateway.balance.types import Settled
+from gateway.config import RadiusClientConfig, effective_grant
+from gateway.rating.carriers import Gateway
 from gateway.rating.numbers import InvalidNumber, NumberPlan, normalize
-from gateway.routes import Gateway
 
 # Tells the switch to end a call: given what the front stored to reach it (see
 # ``Calls.answered``), sends a Disconnect-Request or the like; never raises.
@@ -80,6 +81,26 @@ class Policy:
         for method in self.order:
             if method not in METHODS:
                 raise ValueError(f"unknown identification method {method!r}")
+
+    @classmethod
+    def for_switch(cls, c: RadiusClientConfig, grant: str = "slice") -> Policy:
+        """A configured switch's policy; ``grant``: ``balance.grant`` (slices need a
+        switch that can be told to hang up)."""
+        plan = NumberPlan(
+            country_code=c.country_code,
+            international_prefixes=c.international_prefixes,
+            national_prefix=c.national_prefix,
+            strip_prefixes=c.strip_prefixes,
+        )
+        return cls(
+            plan=plan,
+            order=tuple(m for m in c.identify if m in METHODS),
+            check_secret=c.verify_password,
+            bill_leg=c.bill_leg,
+            hangup=c.coa_port != 0,
+            slices=effective_grant(grant, c) == "slice",
+            overrun_cap=c.overrun == "cap",
+        )
 
     def bills(self, leg: str) -> bool:
         """Whether accounting of ``leg`` is billed (a request naming no leg always is)."""

@@ -1,7 +1,7 @@
 """Routes: which carrier gateways take a call, by rate group and destination prefix.
 
-Pure, no I/O (loaded by ``gateway.db.routes``, kept current by
-``gateway.routecache.RouteCache``). A ``RouteIndex`` holds one ``RouteTable`` per
+Pure, no I/O (loaded by ``gateway.db.carriers``, kept current by
+``gateway.calls.routecache.RouteCache``). A ``RouteIndex`` holds one ``RouteTable`` per
 rate group; a lookup is the longest matching prefix of the normalized number, as
 for rates. A route whose gateway list is empty blocks its prefix.
 

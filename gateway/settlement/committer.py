@@ -37,15 +37,21 @@ import asyncpg.exceptions
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from gateway import metrics
+from gateway.balance.keys import Keys
+from gateway.balance.redisconn import redis_errors
 from gateway.config import CommitterConfig
+from gateway.core import metrics
+from gateway.core.errors import BackendUnavailable
 from gateway.db import pool as db_pool
-from gateway.db.cdr_row import CdrRow, StreamEntry, dead_letter_fields, months_of, parse_entry
-from gateway.db.cdr_writer import BatchResult, Method, ensure_partition, write_batch
-from gateway.db.commit_wait import CommitWaiters, commit_message
-from gateway.errors import BackendUnavailable
-from gateway.keys import Keys
-from gateway.redisconn import redis_errors
+from gateway.settlement.cdr_row import (
+    CdrRow,
+    StreamEntry,
+    dead_letter_fields,
+    months_of,
+    parse_entry,
+)
+from gateway.settlement.cdr_writer import BatchResult, Method, ensure_partition, write_batch
+from gateway.settlement.commit_wait import CommitWaiters, commit_message
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.app import (
+from gateway.config import Config
+from gateway.runtime.app import (
     WORKER_COUNT_ENV,
     Container,
     DemoSeed,
@@ -31,8 +32,7 @@ from gateway.app import (
     Service,
     backend_services,
 )
-from gateway.config import Config
-from gateway.ops import Check, OpsServer, notify_systemd
+from gateway.runtime.ops import Check, OpsServer, notify_systemd
 
 log = logging.getLogger(__name__)
 

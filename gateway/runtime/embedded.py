@@ -23,7 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 log = logging.getLogger(__name__)
 

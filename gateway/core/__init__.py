@@ -1,0 +1,1 @@
+"""Below everything: the exception tree, refusal reasons, logs, metrics, periodic jobs."""

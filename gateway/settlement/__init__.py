@@ -1,0 +1,1 @@
+"""From Redis to PostgreSQL: the committer, CDR rows, commit notices, reconciliation."""
