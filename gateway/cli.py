@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import os
 import sys
@@ -83,9 +82,12 @@ def _run_async(work: Callable[[], Coroutine[Any, Any, int]]) -> int:
         return runner.run(work())
 
 
-async def _with_backends(cfg: Config, job: Callable[[Runtime], Awaitable[int]]) -> int:
+async def _with_backends(
+    cfg: Config, job: Callable[[Runtime], Awaitable[int]], *, migrate_now: bool | None = None
+) -> int:
     runtime = Runtime(cfg)
-    container = Container(backend_services(runtime), cfg.service.drain_timeout_s)
+    services = backend_services(runtime, migrate_now=migrate_now)
+    container = Container(services, cfg.service.drain_timeout_s)
     await container.start()
     try:
         return await job(runtime)
@@ -94,11 +96,19 @@ async def _with_backends(cfg: Config, job: Callable[[Runtime], Awaitable[int]]) 
 
 
 async def _migrate(runtime: Runtime) -> int:
-    # The Database service already migrated when migrate_on_start is set; this reports.
+    """``db migrate``: apply what is pending (start-up did not: see main) and say what the
+    database holds, e.g. "schema current, 11 migrations"."""
     async with runtime.pool().acquire() as conn:
         done = await migrate.migrate(conn)
-        total = len(await migrate.applied(conn))
-    print(f"applied {len(done)} migration(s); schema at {total} of {len(migrate.available())}")
+        held = await migrate.applied(conn)
+    shipped = migrate.available()
+    names = {m.version: f"{m.version:04d}_{m.name}" for m in shipped}
+    if done:
+        print(f"applied {len(done)} migration(s): {', '.join(names[v] for v in done)}")
+    unknown = sorted(set(held) - set(names))
+    if unknown:
+        print(f"the database holds migrations this version does not ship: {unknown}")
+    print(f"schema current, {len(held)} migrations")
     return 0
 
 
@@ -140,7 +150,7 @@ def _reconcile(repair: bool) -> Callable[[Runtime], Awaitable[int]]:
 async def _demo(runtime: Runtime) -> int:
     async with runtime.pool().acquire() as conn:
         summary = await demo.seed(conn)
-    print(demo.describe(summary))
+    print(demo.describe(summary, ports=demo.DemoPorts.of(demo.with_demo_network(runtime.config))))
     return 0
 
 
@@ -170,17 +180,9 @@ def _config_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_demo_clients(cfg: Config, demo_mode: bool) -> Config:
-    if demo_mode and not cfg.radius.clients:
-        # The demo answers the radclient lines it prints, from this machine only.
-        radius = dataclasses.replace(cfg.radius, clients=demo.demo_clients())
-        return dataclasses.replace(cfg, radius=radius)
-    return cfg
-
-
 def _run(args: argparse.Namespace, cfg: Config) -> int:
     """``gateway run``: one process, or a supervisor of ``--workers`` processes."""
-    cfg = _with_demo_clients(cfg, args.demo)
+    cfg = demo.with_demo_network(cfg) if args.demo else cfg
     if args.workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {args.workers}")
     if args.workers > 1 and not args.worker:
@@ -203,7 +205,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
 
     async def reload() -> None:
         try:
-            fresh = _with_demo_clients(config_mod.load(args.config), args.demo)
+            fresh = config_mod.load(args.config)
+            fresh = demo.with_demo_network(fresh) if args.demo else fresh
         except ConfigError as exc:
             log.error("config.reload_refused", extra={"error": str(exc)})
             return
@@ -253,8 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "loadgen":
             return cli_loadgen.run(args)
         if args.command == "db":
-            job = _migrate if args.db_command == "migrate" else _status
-            return _run_async(lambda: _with_backends(cfg, job))
+            if args.db_command == "migrate":  # the command migrates, and reports it
+                return _run_async(lambda: _with_backends(cfg, _migrate, migrate_now=False))
+            return _run_async(lambda: _with_backends(cfg, _status))
         if args.command == "reconcile":
             return _run_async(lambda: _with_backends(cfg, _reconcile(args.repair)))
         if args.command == "demo":

@@ -156,3 +156,103 @@ OUTBOX_MAILS = Counter(
     "Outbox mails, by outcome (sent, failed: will retry, gave_up: max attempts reached).",
     ["outcome"],
 )
+
+
+# -- Label values known before the first event --------------------------------------
+# Each family's label values, so that a fresh or quiet gateway's first scrape shows
+# every family at 0: rate() in alert rules and dashboard panels need a sample before
+# the first event, or they show "No data" where the truth is 0. Codes that count
+# with another value fail tests/unit/test_metrics_primed.py.
+
+RADIUS_RESULTS: dict[str, tuple[str, ...]] = {
+    "access": ("accept", "reject", "no_reply_backend"),
+    "accounting": (
+        "start",
+        "interim",
+        "stop",
+        "failed",
+        "accounting_on",
+        "accounting_off",
+        "other",
+        "other_leg",
+        "no_reply_backend",
+    ),
+    "status": ("alive",),
+}
+# Reasons a datagram is dropped; ``malformed_*`` are MalformedPacket's reasons.
+RADIUS_DROP_REASONS = (
+    "short",
+    "unknown_client",
+    "overload",
+    "stopping",
+    "unsupported_code",
+    "bad_authenticator",
+    "bad_message_authenticator",
+    "missing_message_authenticator",
+    "no_session_id",
+    "malformed_short",
+    "malformed_bad_code",
+    "malformed_bad_length",
+    "malformed_length_mismatch",
+    "malformed_bad_attribute_length",
+    "malformed_bad_user_password",
+)
+RADIUS_DUPLICATE_OUTCOMES = ("resent", "in_progress")
+RADIUS_PORT_KINDS = ("auth", "acct")
+DISCONNECT_ANSWERS = ("ack", "nak", "timeout")
+UNRESERVED_OUTCOMES = ("disconnected", "running")
+SLICE_RESULTS = ("extended", "cut")
+COMMIT_OUTCOMES = ("committed", "duplicate", "dead_letter")
+BACKENDS = ("redis", "postgresql")
+SWEEP_ACTIONS = ("settled", "released")
+DORMANCY_ACTION_NAMES = ("disabled", "removed", "reactivated")
+DORMANCY_OUTCOMES = ("acted", "skipped")
+OUTBOX_OUTCOMES = ("sent", "failed", "gave_up")
+
+
+def prime_gateway(reasons: tuple[str, ...]) -> None:
+    """The families every gateway process has, whatever it serves: authorization
+    decisions (accept and each refusal ``reasons``), slices, settlement, backends,
+    the sweeper and the management jobs."""
+    for result in ("accept", *reasons):
+        child(AUTHZ_DECISIONS, result)
+    for value in BACKENDS:
+        child(BACKEND_SECONDS, value)
+    counters: tuple[tuple[Counter, tuple[str, ...]], ...] = (
+        (SLICES, SLICE_RESULTS),
+        (COMMITTED, COMMIT_OUTCOMES),
+        (BACKEND_ERRORS, BACKENDS),
+        (ORPHANS_SWEPT, SWEEP_ACTIONS),
+        (DORMANCY_ACTIONS, DORMANCY_ACTION_NAMES),
+        (DORMANCY_RUNS, DORMANCY_OUTCOMES),
+        (OUTBOX_MAILS, OUTBOX_OUTCOMES),
+    )
+    for family, values in counters:
+        for value in values:
+            child(family, value)
+
+
+def prime_radius(clients: tuple[str, ...]) -> None:
+    """The RADIUS front's families, for each configured client (called again when a
+    reload adds clients; a removed client's series stay, as Prometheus expects)."""
+    for reason in RADIUS_DROP_REASONS:
+        child(RADIUS_DROPPED, reason)
+    for kind in RADIUS_PORT_KINDS:
+        child(RADIUS_LATENCY, kind)
+    for client in clients:
+        for kind, results in RADIUS_RESULTS.items():
+            for result in results:
+                child(RADIUS_REQUESTS, kind, result, client)
+        for outcome in RADIUS_DUPLICATE_OUTCOMES:
+            child(RADIUS_DUPLICATES, client, outcome)
+        for answer in DISCONNECT_ANSWERS:
+            child(DISCONNECTS, client, answer)
+        for outcome in UNRESERVED_OUTCOMES:
+            child(UNRESERVED_CALLS, client, outcome)
+        child(OVERRUN_SECONDS, client)
+
+
+def prime_sip(answers: tuple[tuple[str, str], ...]) -> None:
+    """The SIP front's request counter for each (method, code) it can answer with."""
+    for method, code in answers:
+        child(SIP_REQUESTS, method, code)

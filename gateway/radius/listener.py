@@ -26,7 +26,8 @@ from gateway.radius.dedup import ReplyCache
 log = logging.getLogger(__name__)
 
 HEADER_LENGTH = 20
-Handler = Callable[[bytes, Client, tuple[Any, ...]], Awaitable[bytes | None]]
+# (request, client, source address, port kind) -> the reply, or None for no reply
+Handler = Callable[[bytes, Client, tuple[Any, ...], str], Awaitable[bytes | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,7 @@ class RadiusProtocol(asyncio.DatagramProtocol):
     ) -> None:
         reply: bytes | None = None
         try:
-            reply = await self.handler(data, client, addr)
+            reply = await self.handler(data, client, addr, self.kind)
         except Exception:
             # A bug must not take the listener down; the request stays unanswered so
             # the switch retries, and the error is logged with its traceback.

@@ -62,7 +62,11 @@ class RadiusProcess:
         self.calls = calls
         self.interim_may_grow = interim_may_grow
 
-    async def handle(self, data: bytes, client: Client, addr: tuple[Any, ...]) -> bytes | None:
+    async def handle(
+        self, data: bytes, client: Client, addr: tuple[Any, ...], port: str = "auth"
+    ) -> bytes | None:
+        """``port``: the kind of port the request came on (``auth`` or ``acct``), which
+        decides only how a Status-Server is answered."""
         try:
             packet = decode_request(data)
         except MalformedPacket as exc:
@@ -75,7 +79,7 @@ class RadiusProcess:
             if packet.code == PacketCode.ACCOUNTING_REQUEST:
                 return await self._accounting(packet, client, addr)
             if packet.code == PacketCode.STATUS_SERVER:
-                return self._status_server(packet, client)
+                return self._status_server(packet, client, port)
         except BackendUnavailable as exc:
             # No reply: the switch retries or fails over, and nothing was lost.
             log.warning(
@@ -86,13 +90,16 @@ class RadiusProcess:
         metrics.RADIUS_DROPPED.labels("unsupported_code").inc()
         return None
 
-    def _status_server(self, packet: Packet, client: Client) -> bytes | None:
-        """RFC 5997: a proxy asks whether we are alive. Answered only when signed."""
+    def _status_server(self, packet: Packet, client: Client, port: str) -> bytes | None:
+        """RFC 5997: a proxy asks whether we are alive. Answered only when signed, with
+        Access-Accept on the authentication port and Accounting-Response on the
+        accounting one (section 3); the call path is never touched."""
         if auth.verify_message_authenticator(packet, client.secret) is not True:
             metrics.RADIUS_DROPPED.labels("bad_message_authenticator").inc()
             return None
         metrics.RADIUS_REQUESTS.labels("status", "alive", client.name).inc()
-        return encode_reply(packet, PacketCode.ACCESS_ACCEPT, [], client.secret)
+        code = PacketCode.ACCOUNTING_RESPONSE if port == "acct" else PacketCode.ACCESS_ACCEPT
+        return encode_reply(packet, code, [], client.secret)
 
     # -- Access-Request ---------------------------------------------------------------
 

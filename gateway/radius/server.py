@@ -52,6 +52,7 @@ class RadiusFront:
     async def start(self) -> None:
         if not self.clients.clients:
             log.warning("radius.no_clients", extra={"hint": "add [[radius.clients]]"})
+        metrics.prime_radius(tuple(c.name for c in self.clients.clients))
         self.log_grant_modes()
         for kind, port in (("auth", self.config.auth_port), ("acct", self.config.acct_port)):
             for host in self.config.bind:
@@ -144,6 +145,7 @@ class RadiusFront:
         self.clients = clients
         for protocol in self.protocols:
             protocol.clients = clients
+        metrics.prime_radius(tuple(c.name for c in clients.clients))
         log.info("radius.clients_reloaded", extra={"clients": [c.name for c in clients.clients]})
         self.log_grant_modes()
 

@@ -33,8 +33,10 @@ from gateway.calls.lifecycle import Calls
 from gateway.calls.ratecache import RateCache
 from gateway.calls.routecache import RouteCache
 from gateway.config import Config, mask_url
+from gateway.core import metrics
 from gateway.core.errors import BackendUnavailable
 from gateway.core.periodic import Periodic
+from gateway.core.reasons import Reason
 from gateway.db import migrate
 from gateway.db.pool import create_pool, pg_errors
 from gateway.radius.clients import ClientTable
@@ -184,7 +186,8 @@ class DemoSeed:
             summary = await demo.seed(conn)
         api = self.runtime.config.api
         host = "127.0.0.1" if api.bind in ("0.0.0.0", "::", "") else api.bind
-        print(demo.describe(summary, f"http://{host}:{api.port}/portal"), flush=True)
+        ports = demo.DemoPorts.of(self.runtime.config)
+        print(demo.describe(summary, f"http://{host}:{api.port}/portal", ports), flush=True)
 
     async def stop(self) -> None:
         return None
@@ -213,6 +216,7 @@ class CallPath:
 
     async def start(self) -> None:
         rt, cfg = self.runtime, self.runtime.config
+        metrics.prime_gateway(tuple(reason.value for reason in Reason))
         pool, client = rt.pool(), rt.client()
         self.balance = Balance(cfg.balance, client, pool, rt.keys)
         self.committer = Committer(
@@ -425,10 +429,15 @@ class Container:
             log.info("gateway.stopping")
             notify_systemd("STOPPING=1")
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                with contextlib.suppress(Exception):
-                    loop.remove_signal_handler(signum)
-            await self.stop()
+            # The handlers stay while the services drain: Ctrl-C reaches every process
+            # of the group, and the supervisor's SIGTERM follows; with the default
+            # action back, that second signal would kill the drain halfway.
+            try:
+                await self.stop()
+            finally:
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    with contextlib.suppress(Exception):
+                        loop.remove_signal_handler(signum)
 
 
 def backend_services(runtime: Runtime, *, migrate_now: bool | None = None) -> list[Service]:

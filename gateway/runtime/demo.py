@@ -7,14 +7,18 @@ so PostgreSQL's balances equal the sum of their ledger entries from the start.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from importlib import resources
 
 from gateway.agents.passwords import hash_password
-from gateway.config import RadiusClientConfig
+from gateway.config import Config, RadiusClientConfig
 from gateway.db import Connection
 
 DEMO_RADIUS_SECRET = "testing123"
 DEMO_NAS = "127.0.0.1"
+# Where the demo's SIP answers send calls: a carrier this machine would run.
+DEMO_SIP_CARRIER = "127.0.0.1:5080"
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +298,46 @@ def demo_clients() -> tuple[RadiusClientConfig, ...]:
     )
 
 
-def radclient_lines(caller: DemoCaller, auth_port: int = 1812, acct_port: int = 1813) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class DemoPorts:
+    """Where the printed commands send: the configured ports (0 for SIP: off)."""
+
+    auth: int = 1812
+    acct: int = 1813
+    sip: int = 0
+
+    @classmethod
+    def of(cls, config: Config) -> DemoPorts:
+        sip = config.sip.port if config.sip.enabled else 0
+        return cls(config.radius.auth_port, config.radius.acct_port, sip)
+
+
+def with_demo_network(config: Config) -> Config:
+    """The demo's switch when none is configured: the radclient lines' client on this
+    machine, and the SIP front on loopback for a local proxy or SIPp, accounted as
+    that switch. A configured ``[[radius.clients]]`` means the operator's own network:
+    then nothing is changed."""
+    if config.radius.clients:
+        return config
+    radius = dataclasses.replace(config.radius, clients=demo_clients())
+    sip = config.sip
+    if not sip.enabled:
+        sip = dataclasses.replace(
+            sip,
+            enabled=True,
+            bind=("127.0.0.1", "::1"),
+            accounting_nas="demo-local",
+            default_route=sip.default_route or (DEMO_SIP_CARRIER,),
+        )
+    return dataclasses.replace(config, radius=radius, sip=sip)
+
+
+def sipp_scenario() -> str:
+    """The SIPp scenario the printed SIP line runs (INVITE, expect 302, ACK)."""
+    return str(resources.files("gateway.runtime") / "sipp" / "demo_call.xml")
+
+
+def radclient_lines(caller: DemoCaller, ports: DemoPorts = DemoPorts()) -> list[str]:
     """The radclient command lines that place one call as ``caller`` (auth, start, stop)."""
     session = f"demo-{caller.extension}-1"
     common = (
@@ -303,22 +346,30 @@ def radclient_lines(caller: DemoCaller, auth_port: int = 1812, acct_port: int = 
     )
     auth = (
         f'echo \'{common}, User-Password = "{caller.secret}", '
-        f"Message-Authenticator = 0x00' | radclient -x 127.0.0.1:{auth_port} auth "
+        f"Message-Authenticator = 0x00' | radclient -x 127.0.0.1:{ports.auth} auth "
         f"{DEMO_RADIUS_SECRET}"
     )
     start = (
         f"echo '{common}, Acct-Status-Type = Start, Acct-Session-Id = \"{session}\"' "
-        f"| radclient -x 127.0.0.1:{acct_port} acct {DEMO_RADIUS_SECRET}"
+        f"| radclient -x 127.0.0.1:{ports.acct} acct {DEMO_RADIUS_SECRET}"
     )
     stop = (
         f'echo \'{common}, Acct-Status-Type = Stop, Acct-Session-Id = "{session}", '
-        f"Acct-Session-Time = 95' | radclient -x 127.0.0.1:{acct_port} acct "
+        f"Acct-Session-Time = 95' | radclient -x 127.0.0.1:{ports.acct} acct "
         f"{DEMO_RADIUS_SECRET}"
     )
     return [auth, start, stop]
 
 
-def describe(summary: DemoSummary, portal_url: str = "") -> str:
+def sipp_line(caller: DemoCaller, port: int) -> str:
+    """One SIPp INVITE as ``caller``'s extension; exits 0 when answered 302."""
+    return (
+        f"sipp -sf {sipp_scenario()} -s {caller.dial} -key caller {caller.extension} "
+        f"-m 1 -t u1 -i 127.0.0.1 -nostdin 127.0.0.1:{port}"
+    )
+
+
+def describe(summary: DemoSummary, portal_url: str = "", ports: DemoPorts = DemoPorts()) -> str:
     """The text printed at every start: logins and how to place a call."""
     out = [
         "",
@@ -341,6 +392,15 @@ def describe(summary: DemoSummary, portal_url: str = "") -> str:
             f"  # {caller.account}: extension {caller.extension}, caller-ID "
             f"{caller.caller_id}, dialling {caller.dial} ({caller.destination})"
         )
-        out += [f"  {line}" for line in radclient_lines(caller)]
+        out += [f"  {line}" for line in radclient_lines(caller, ports)]
+    if ports.sip and summary.callers:
+        caller = summary.callers[0]
+        out += [
+            "",
+            "Authorize a call over SIP (SIPp from Debian's sip-tester): the INVITE is",
+            f"answered 302 with the route and X-Credit-Time; {caller.account} dials "
+            f"{caller.destination}:",
+            f"  {sipp_line(caller, ports.sip)}",
+        ]
     out.append("")
     return "\n".join(out)

@@ -158,14 +158,16 @@ class Supervisor:
             notify_systemd("STOPPING=1")
             return await self._stop_workers()
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                with contextlib.suppress(Exception):
-                    loop.remove_signal_handler(signum)
-            await self._stop_workers()
-            if ops is not None:
-                await ops.stop()
-            await backends.stop()
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+            try:  # signal handlers stay until everything stopped (see Container)
+                await self._stop_workers()
+                if ops is not None:
+                    await ops.stop()
+                await backends.stop()
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+            finally:
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    with contextlib.suppress(Exception):
+                        loop.remove_signal_handler(signum)
 
     def _worker_env(self, runtime: Runtime, metrics_dir: Path) -> dict[str, str]:
         env = dict(os.environ)

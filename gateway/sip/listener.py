@@ -45,6 +45,13 @@ _METHOD_LABELS = (
 )
 
 
+def prime_metrics() -> None:
+    """Every answer an INVITE can get, and strangers dropped, at 0 before the first."""
+    codes = {"100", "302", "400", *(str(code) for code, _ in replies.REFUSALS.values())}
+    answers = tuple(("INVITE", code) for code in sorted(codes))
+    metrics.prime_sip((*answers, ("unknown", "dropped_stranger")))
+
+
 def count(method: str, outcome: str) -> None:
     """One request handled: by method (bounded set) and the code sent or what happened."""
     label = method if method in _METHOD_LABELS else "other"

@@ -13,7 +13,7 @@ import socket
 from gateway.calls.lifecycle import Calls
 from gateway.calls.types import Policy
 from gateway.config import RadiusClientConfig, SipConfig
-from gateway.sip.listener import Allowlist, SipDatagram, SipListener, SipStream
+from gateway.sip.listener import Allowlist, SipDatagram, SipListener, SipStream, prime_metrics
 from gateway.sip.process import SipProcess, SipSettings
 from gateway.sip.transactions import Transactions
 
@@ -93,6 +93,7 @@ class SipFront:
         self._connections: set[SipStream] = set()
 
     async def start(self) -> None:
+        prime_metrics()
         try:
             for host in self.config.bind:
                 await self._listen(host)

@@ -435,3 +435,16 @@ async def test_failed_status_releases_and_stop_without_time_bills_from_answer(
 async def test_status_server_is_answered(gateway: Gateway) -> None:
     reply = await _send(gateway.auth_port, "127.0.0.1", PacketCode.STATUS_SERVER, [])
     assert reply.code == PacketCode.ACCESS_ACCEPT  # type: ignore[attr-defined]
+
+
+async def test_status_server_on_the_accounting_port_gets_an_accounting_response(
+    gateway: Gateway,
+) -> None:
+    """RFC 5997 section 3, as radclient's ``status`` asks it: the accounting port answers
+    with Accounting-Response, and no call is touched."""
+    code, out = await radclient(gateway.acct_port, "status", "Message-Authenticator = 0x00")
+    assert code == 0, out
+    assert "Received Accounting-Response" in out, out
+    code, out = await radclient(gateway.auth_port, "status", "Message-Authenticator = 0x00")
+    assert code == 0, out
+    assert "Received Access-Accept" in out, out

@@ -1,5 +1,5 @@
 """The real command: `gateway run --demo` with embedded servers and two workers,
-the printed radclient lines placing a call, then SIGTERM."""
+the printed radclient and SIPp lines placing calls, then Ctrl-C."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +43,7 @@ def _start(state: Path, ports: dict[str, int], *args: str) -> subprocess.Popen[s
             "GATEWAY_METRICS_BIND": "127.0.0.1",
             "GATEWAY_METRICS_PORT": str(ports["metrics"]),
             "GATEWAY_API_PORT": str(ports["api"]),
+            "GATEWAY_SIP_PORT": str(ports["sip"]),
         }
     )
     return subprocess.Popen(
@@ -51,6 +53,7 @@ def _start(state: Path, ports: dict[str, int], *args: str) -> subprocess.Popen[s
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
     )
 
 
@@ -76,15 +79,35 @@ def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
     return proc.returncode, out
 
 
-def _printed_call(text: str, ports: dict[str, int]) -> list[str]:
-    """The radclient lines the demo printed for its first customer, on our ports."""
-    lines = [line.strip() for line in text.splitlines() if "| radclient" in line][:3]
-    return [
-        line.replace("127.0.0.1:1812", f"127.0.0.1:{ports['auth']}").replace(
-            "127.0.0.1:1813", f"127.0.0.1:{ports['acct']}"
-        )
-        for line in lines
-    ]
+def _interrupt(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    """Ctrl-C in a terminal: SIGINT to every process of the foreground group."""
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=90)
+    return proc.returncode, out
+
+
+def _printed_call(text: str) -> list[str]:
+    """The radclient lines the demo printed for its first customer."""
+    return [line.strip() for line in text.splitlines() if "| radclient" in line][:3]
+
+
+def _printed_sipp(text: str) -> list[str]:
+    (line,) = [line.strip() for line in text.splitlines() if line.strip().startswith("sipp ")]
+    argv = shlex.split(line)
+    argv[0] = shutil.which("sipp") or pytest.fail("sipp is missing: `make test` installs it")
+    return argv
+
+
+FRESH_FAMILIES = (
+    'gateway_radius_requests_total{client="demo-local",result="accept",type="access"} 0.0',
+    'gateway_radius_requests_total{client="demo-local",result="alive",type="status"} 0.0',
+    'gateway_authz_decisions_total{result="INSUFFICIENT_FUNDS"} 0.0',
+    'gateway_radius_dropped_total{reason="unknown_client"} 0.0',
+    'gateway_radius_duplicates_total{client="demo-local6",outcome="resent"} 0.0',
+    'gateway_radius_disconnects_total{answer="nak",client="demo-local"} 0.0',
+    'gateway_sip_requests_total{code="302",method="INVITE"} 0.0',
+    'gateway_committer_settlements_total{outcome="dead_letter"} 0.0',
+)
 
 
 def _radclient(line: str) -> str:
@@ -130,6 +153,7 @@ def test_run_demo_with_workers_places_the_printed_call(tmp_path: Path) -> None:
         "acct": _free_port(socket.SOCK_DGRAM),
         "metrics": _free_port(socket.SOCK_STREAM),
         "api": _free_port(socket.SOCK_STREAM),
+        "sip": _free_port(socket.SOCK_DGRAM),
     }
     proc = _start(state, ports, "--demo", "--workers", "2", "--api")
     # Workers log their own gateway.ready; the supervisor's names the worker count.
@@ -145,7 +169,13 @@ def test_run_demo_with_workers_places_the_printed_call(tmp_path: Path) -> None:
         assert first.count('"event":"radius.steering"') >= 2
         with urllib.request.urlopen(f"http://127.0.0.1:{ports['metrics']}/readyz") as r:
             assert r.status == 200
-        auth, start, stop = _printed_call(first, ports)
+        # Before any request, every family is there at 0 (rate() and panels need it).
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['metrics']}/metrics") as r:
+            fresh = r.read().decode().splitlines()
+        assert [line for line in FRESH_FAMILIES if line not in fresh] == []
+        auth, start, stop = _printed_call(first)
+        assert f"127.0.0.1:{ports['auth']} auth" in auth
+        assert f"127.0.0.1:{ports['acct']} acct" in start
         out = _radclient(auth)
         assert "Access-Accept" in out and "h323-credit-time" in out, out
         assert "Accounting-Response" in _radclient(start)
@@ -158,9 +188,15 @@ def test_run_demo_with_workers_places_the_printed_call(tmp_path: Path) -> None:
             text,
         )
         assert accepted and float(accepted[0]) == 1.0, text[:2000]
+        # The SIP front is on for the demo, on loopback: the printed SIPp line gets 302.
+        sipp = _printed_sipp(first)
+        assert sipp[-1] == f"127.0.0.1:{ports['sip']}"
+        done = subprocess.run(sipp, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+        assert "gateway answered 302: route sip:4930901820@127.0.0.1:5080" in done.stdout
     finally:
-        code, rest = _stop(proc)
-    assert code == 0, rest
+        code, rest = _interrupt(proc)
+    assert code == 0, rest  # Ctrl-C is a clean stop, not a failure
     assert '"service.stopped","service":"embedded"' in rest
 
     # Second start: same data (no re-seed), the call instructions printed again.

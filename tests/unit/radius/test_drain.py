@@ -25,7 +25,9 @@ async def test_requests_in_flight_are_answered_before_the_sockets_close() -> Non
     front = RadiusFront(config, SimpleNamespace(), drain_timeout_s=5.0)  # type: ignore[arg-type]
     release = asyncio.Event()
 
-    async def slow(data: bytes, client: Client, addr: tuple[Any, ...]) -> bytes | None:
+    async def slow(
+        data: bytes, client: Client, addr: tuple[Any, ...], port: str = "auth"
+    ) -> bytes | None:
         await release.wait()
         return b"answer:" + data[1:2]
 

@@ -184,3 +184,20 @@ async def test_accounting_on_restarts_the_switch_and_bad_signatures_are_dropped(
     data = bytearray(encode_request(PacketCode.ACCOUNTING_REQUEST, 1, on, b"wrong-secret"))
     assert await RadiusProcess(calls).handle(bytes(data), client(), ADDR) is None  # type: ignore[arg-type]
     assert len(calls.events) == 1
+
+
+@pytest.mark.parametrize(
+    ("port", "answer"),
+    [("auth", PacketCode.ACCESS_ACCEPT), ("acct", PacketCode.ACCOUNTING_RESPONSE)],
+)
+async def test_status_server_is_answered_per_port_and_touches_no_call(
+    port: str, answer: PacketCode
+) -> None:
+    calls = FakeCalls()
+    data = encode_request(
+        PacketCode.STATUS_SERVER, 3, [], SECRET.encode(), add_message_authenticator=True
+    )
+    reply = await RadiusProcess(calls).handle(data, client(), ADDR, port)  # type: ignore[arg-type]
+    assert reply is not None
+    assert decode_reply(reply).code == answer
+    assert calls.events == []
