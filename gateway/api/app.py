@@ -8,7 +8,7 @@ from fastapi.staticfiles import StaticFiles
 
 from gateway.agents.context import ManagementContext
 from gateway.api import errors
-from gateway.api.endpoints import auth, billing, cdrs, customers, money, rates, tickets
+from gateway.api.endpoints import auth, billing, call_rules, cdrs, customers, money, rates, tickets
 from gateway.api.portal import billing as portal_billing
 from gateway.api.portal import customers as portal_customers
 from gateway.api.portal import reports, session, views
@@ -50,6 +50,7 @@ def create_app(ctx: ManagementContext) -> FastAPI:
         rates.router,
         cdrs.router,
         tickets.router,
+        call_rules.router,
     ):
         app.include_router(router)
     return app

@@ -20,6 +20,7 @@ import asyncpg
 from gateway.db import Connection
 from gateway.db.listener import NotifyListener
 from gateway.rating.chain import ChainAccount
+from gateway.rating.rules import CallRules, PrefixSet
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,12 @@ class Account:
     currency: str
     credit_limit_micros: int
     max_calls: int | None
+    rules: CallRules | None = None
 
     def as_chain_account(self) -> ChainAccount:
-        return ChainAccount(self.id, self.root_id, self.kind, self.billing_mode, self.rate_group_id)
+        return ChainAccount(
+            self.id, self.root_id, self.kind, self.billing_mode, self.rate_group_id, self.rules
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +85,11 @@ async def _load_caller_ids(conn: Connection) -> dict[str, int]:
 
 async def _load_accounts(conn: Connection) -> dict[int, Account]:
     rows = await conn.fetch(
-        "SELECT id, parent_id, root_id, kind, billing_mode, rate_group_id, status, currency, "
-        "credit_limit_micros, max_concurrent_calls FROM accounts"
+        "SELECT a.id, a.parent_id, a.root_id, a.kind, a.billing_mode, a.rate_group_id, "
+        "       a.status, a.currency, a.credit_limit_micros, a.max_concurrent_calls, "
+        "       r.account_id IS NOT NULL AS has_rules, r.allow_prefixes, r.block_prefixes, "
+        "       r.max_price_per_min_micros, r.negative_margin, r.min_margin_micros "
+        "FROM accounts a LEFT JOIN call_rules r ON r.account_id = a.id"
     )
     return {
         r["id"]: Account(
@@ -96,9 +103,20 @@ async def _load_accounts(conn: Connection) -> dict[int, Account]:
             r["currency"],
             r["credit_limit_micros"],
             r["max_concurrent_calls"],
+            _rules(r) if r["has_rules"] else None,
         )
         for r in rows
     }
+
+
+def _rules(row: asyncpg.Record) -> CallRules:
+    return CallRules(
+        allow=PrefixSet.of(row["allow_prefixes"]),
+        block=PrefixSet.of(row["block_prefixes"]),
+        max_price_per_min_micros=row["max_price_per_min_micros"],
+        negative_margin=row["negative_margin"],
+        min_margin_micros=row["min_margin_micros"],
+    )
 
 
 _TABLES = ("extensions", "caller_ids", "accounts")

@@ -38,6 +38,7 @@ from gateway.calls.types import (
 )
 from gateway.core import metrics
 from gateway.core.reasons import Reason, Refusal
+from gateway.rating import limits
 from gateway.rating.carriers import Gateway, RouteIndex, ordered
 from gateway.rating.chain import Priced, build_chain
 from gateway.rating.prefix_index import RatingIndex
@@ -501,7 +502,10 @@ class Calls:
         accounts = self.directory.chain_accounts(account_id)
         if accounts is None:
             return Refusal(Reason.UNKNOWN_CALLER, account_id)
-        return build_chain(accounts, self.rates.index, number, datetime.fromtimestamp(at, UTC))
+        priced = build_chain(accounts, self.rates.index, number, datetime.fromtimestamp(at, UTC))
+        if isinstance(priced, Refusal):
+            return priced
+        return limits.check(accounts, priced, number) or priced
 
     def _meta(
         self, key: CallKey, party: Party, policy: Policy, at: float, number: str, priced: Priced

@@ -22,6 +22,8 @@ class Reason(enum.Enum):
     AGENT_CAP = "AGENT_CAP"
     DESTINATION_NOT_RATED = "DESTINATION_NOT_RATED"
     DESTINATION_BLOCKED = "DESTINATION_BLOCKED"
+    PRICE_LIMIT = "PRICE_LIMIT"  # dearer per minute than a level of the chain allows
+    NEGATIVE_MARGIN = "NEGATIVE_MARGIN"  # a reseller would sell below its own cost
     SESSION_ENDED = "SESSION_ENDED"
     BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
     OVERLOAD = "OVERLOAD"

@@ -24,6 +24,8 @@ DEFAULT_RETURN_CODES = MappingProxyType(
         Reason.ACCOUNT_DISABLED: 7,
         Reason.DESTINATION_NOT_RATED: 9,
         Reason.DESTINATION_BLOCKED: 9,
+        Reason.PRICE_LIMIT: 9,
+        Reason.NEGATIVE_MARGIN: 8,
         Reason.INSUFFICIENT_FUNDS: 12,
         Reason.SESSION_ENDED: 13,
     }
@@ -39,6 +41,8 @@ REPLY_MESSAGES = MappingProxyType(
         Reason.ACCOUNT_DISABLED: "Account disabled",
         Reason.DESTINATION_NOT_RATED: "Destination not allowed",
         Reason.DESTINATION_BLOCKED: "Destination blocked",
+        Reason.PRICE_LIMIT: "Destination over the price limit",
+        Reason.NEGATIVE_MARGIN: "Destination not available",
         Reason.INSUFFICIENT_FUNDS: "Insufficient balance",
         Reason.SESSION_ENDED: "Call already ended",
     }

@@ -16,6 +16,7 @@ from gateway.core.compact_json import dumps as _dumps
 from gateway.core.reasons import Reason, Refusal
 from gateway.rating.prefix_index import RatingIndex, UnknownRateGroup
 from gateway.rating.rates import Rate
+from gateway.rating.rules import CallRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,7 @@ class ChainAccount:
     kind: str
     billing_mode: str | None
     rate_group_id: int | None
+    rules: CallRules | None = None  # None: the account sets no call rules
 
     @property
     def charged(self) -> bool:

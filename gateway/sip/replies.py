@@ -38,6 +38,8 @@ REFUSALS = MappingProxyType(
         Reason.SESSION_ENDED: (403, "Forbidden"),  # the Call-ID of a call already ended
         Reason.DESTINATION_NOT_RATED: (404, "Not Found"),
         Reason.DESTINATION_BLOCKED: (404, "Not Found"),
+        Reason.PRICE_LIMIT: (403, "Forbidden"),
+        Reason.NEGATIVE_MARGIN: (403, "Forbidden"),
         Reason.TOO_MANY_CALLS: (486, "Busy Here"),
         Reason.OVERLOAD: (503, "Service Unavailable"),
         Reason.BACKEND_UNAVAILABLE: (503, "Service Unavailable"),

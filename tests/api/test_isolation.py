@@ -105,6 +105,12 @@ ROUTES: Final[dict[tuple[str, str], Route]] = {
     # accounts and customers (customers_accounts.py, customers.py: require_account first)
     ("GET", f"{V1}/accounts/{{account_id}}"): Route("account", HIDDEN),
     ("GET", f"{V1}/customers/{{customer_id}}"): Route("customer", HIDDEN),
+    # call rules (call_rules.py: require_account before the may-set check)
+    ("GET", f"{V1}/accounts/{{account_id}}/call-rules"): Route("account", HIDDEN),
+    ("PUT", f"{V1}/accounts/{{account_id}}/call-rules"): Route(
+        "account", HIDDEN, {"block_prefixes": ["881"]}
+    ),
+    ("DELETE", f"{V1}/accounts/{{account_id}}/call-rules"): Route("account", HIDDEN),
     ("PATCH", f"{V1}/customers/{{customer_id}}"): Route("customer", HIDDEN, {"name": "probe"}),
     ("DELETE", f"{V1}/customers/{{customer_id}}"): Route("customer", HIDDEN),
     # caller-IDs and extensions (numbers.py: the account check comes before the role check)

@@ -1,0 +1,114 @@
+"""Call rules of an account: destination allow/block lists, price limit, margin."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.agents import call_rules
+from gateway.agents.call_rules import Rules, RulesView
+from gateway.api.deps import Ctx, User
+from gateway.db import BIGINT_MAX
+
+router = APIRouter(prefix="/api/v1", tags=["call rules"])
+
+Id = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+Prefixes = Annotated[list[str], Field(max_length=call_rules.MAX_PREFIXES)]
+ERRORS: dict[int | str, dict[str, Any]] = {401: {}, 403: {}, 404: {}, 422: {}}
+
+
+class RulesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    allow_prefixes: Prefixes = Field(
+        default_factory=list, description="Only these destinations (empty: any)"
+    )
+    block_prefixes: Prefixes = Field(default_factory=list, description="Never these")
+    max_price_per_min_micros: int | None = Field(
+        default=None, ge=0, le=BIGINT_MAX, description="Dearest price per minute (null: none)"
+    )
+    negative_margin: Literal["allow", "refuse"] = Field(
+        default="allow", description="Wholesale agents: refuse calls sold below own price"
+    )
+    min_margin_micros: int = Field(
+        default=0, ge=0, le=BIGINT_MAX, description="With refuse: margin per minute required"
+    )
+
+    def rules(self) -> Rules:
+        return Rules(
+            tuple(self.allow_prefixes),
+            tuple(self.block_prefixes),
+            self.max_price_per_min_micros,
+            self.negative_margin,
+            self.min_margin_micros,
+        )
+
+
+class RulesBody(BaseModel):
+    allow_prefixes: list[str]
+    block_prefixes: list[str]
+    max_price_per_min_micros: int | None
+    negative_margin: str
+    min_margin_micros: int
+
+
+class InheritedOut(BaseModel):
+    account_id: int
+    account_name: str
+    rules: RulesBody
+
+
+class RulesOut(BaseModel):
+    account_id: int
+    set: bool = Field(description="false: the account has no rules of its own")
+    rules: RulesBody
+    updated_at: datetime | None
+    updated_by: str
+    inherited: list[InheritedOut] = Field(
+        description="Rules of the accounts above, nearest first: they apply too"
+    )
+
+
+def _body(rules: Rules) -> RulesBody:
+    return RulesBody(
+        allow_prefixes=list(rules.allow_prefixes),
+        block_prefixes=list(rules.block_prefixes),
+        max_price_per_min_micros=rules.max_price_per_min_micros,
+        negative_margin=rules.negative_margin,
+        min_margin_micros=rules.min_margin_micros,
+    )
+
+
+def _out(view: RulesView) -> RulesOut:
+    return RulesOut(
+        account_id=view.account_id,
+        set=view.set,
+        rules=_body(view.rules),
+        updated_at=view.updated_at,
+        updated_by=view.updated_by,
+        inherited=[
+            InheritedOut(account_id=a, account_name=name, rules=_body(r))
+            for a, name, r in view.inherited
+        ],
+    )
+
+
+@router.get("/accounts/{account_id}/call-rules", response_model=RulesOut, responses=ERRORS)
+async def get_call_rules(account_id: Id, ctx: Ctx, user: User) -> RulesOut:
+    """The account's call rules and the rules above it that apply to its calls too."""
+    return _out(await call_rules.get_rules(ctx, user, account_id))
+
+
+@router.put("/accounts/{account_id}/call-rules", response_model=RulesOut, responses=ERRORS)
+async def put_call_rules(account_id: Id, body: RulesIn, ctx: Ctx, user: User) -> RulesOut:
+    """Replace the account's call rules (an account below the caller's; the operator: any)."""
+    return _out(await call_rules.set_rules(ctx, user, account_id, body.rules()))
+
+
+@router.delete("/accounts/{account_id}/call-rules", status_code=204, responses=ERRORS)
+async def delete_call_rules(account_id: Id, ctx: Ctx, user: User) -> Response:
+    """Remove the account's own call rules (rules above it still apply)."""
+    await call_rules.clear_rules(ctx, user, account_id)
+    return Response(status_code=204)

@@ -1,0 +1,30 @@
+-- 0013: call rules per account (fraud and margin protection at authorization).
+-- One row per account that sets rules; every level of a call's chain applies its own
+-- and the strictest wins (gateway/rating/limits.py). Loaded by the directory with the
+-- accounts, so a change reaches every gateway through 'gateway_directory'.
+
+CREATE TABLE call_rules (
+    account_id                bigint PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
+    -- Number prefixes (digits, normalized international form). allow empty: any.
+    allow_prefixes            text[] NOT NULL DEFAULT '{}',
+    block_prefixes            text[] NOT NULL DEFAULT '{}',
+    -- The dearest per-minute price a customer below may pay; NULL: no limit.
+    max_price_per_min_micros  bigint CHECK (max_price_per_min_micros >= 0),
+    -- Wholesale agents: refuse a call sold below own price + min_margin per minute.
+    negative_margin           text NOT NULL DEFAULT 'allow'
+                              CHECK (negative_margin IN ('allow', 'refuse')),
+    min_margin_micros         bigint NOT NULL DEFAULT 0 CHECK (min_margin_micros >= 0),
+    updated_at                timestamptz NOT NULL DEFAULT now(),
+    updated_by                text NOT NULL DEFAULT '',
+    CHECK (cardinality(allow_prefixes) <= 1000 AND cardinality(block_prefixes) <= 1000)
+);
+
+-- The directory reloads its accounts table (which carries the rules) on this payload.
+CREATE FUNCTION call_rules_notify_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('gateway_directory', 'accounts');
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER call_rules_directory AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON call_rules FOR EACH STATEMENT EXECUTE FUNCTION call_rules_notify_changed();

@@ -1,0 +1,86 @@
+"""Call rules over the API: who sets them for whom, what they may say, what applies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.api.world import World, headers
+
+
+def R(account: int) -> str:
+    return f"/api/v1/accounts/{account}/call-rules"
+
+
+async def _put(
+    api: httpx.AsyncClient, auth: dict[str, str], account: int, **body: Any
+) -> httpx.Response:
+    return await api.put(R(account), json=body, headers=auth)
+
+
+async def test_an_agent_sets_its_customers_rules_and_they_show_with_what_is_inherited(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    admin = await headers(api, world, "admin")
+    agent_a = await headers(api, world, "agent_a")
+    a1 = await headers(api, world, "a1")
+    fresh = await api.get(R(world.a1), headers=a1)
+    assert fresh.status_code == 200 and fresh.json()["set"] is False
+    top = await _put(api, admin, world.agent_a, block_prefixes=["881", "882"])
+    assert top.status_code == 200, top.text
+    done = await _put(
+        api,
+        agent_a,
+        world.a1,
+        allow_prefixes=["44", "49", "44"],
+        max_price_per_min_micros=90_000,
+        negative_margin="allow",
+    )
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert body["set"] is True and body["updated_by"] == world.login("agent_a")
+    assert body["rules"]["allow_prefixes"] == ["44", "49"]  # cleaned
+    assert [i["account_id"] for i in body["inherited"]] == [world.agent_a]
+    assert body["inherited"][0]["rules"]["block_prefixes"] == ["881", "882"]
+    # The customer sees its rules but cannot change them; nor can an agent its own.
+    assert (await api.get(R(world.a1), headers=a1)).json()["rules"]["max_price_per_min_micros"]
+    assert (await _put(api, a1, world.a1)).status_code == 403
+    assert (await _put(api, agent_a, world.agent_a)).status_code == 403
+    assert (await api.delete(R(world.a1), headers=a1)).status_code == 403
+    assert (await api.delete(R(world.a1), headers=agent_a)).status_code == 204
+    assert (await api.get(R(world.a1), headers=agent_a)).json()["set"] is False
+
+
+async def test_an_agent_cannot_reach_outside_its_tree_or_above_its_own_limit(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    admin = await headers(api, world, "admin")
+    agent_a = await headers(api, world, "agent_a")
+    agent_a1 = await headers(api, world, "agent_a1")
+    assert (await _put(api, agent_a, world.b1)).status_code == 404  # another reseller's
+    assert (await api.get(R(world.b1), headers=agent_a)).status_code == 404
+    assert (await _put(api, admin, world.agent_a, max_price_per_min_micros=50_000)).is_success
+    over = await _put(api, agent_a, world.agent_a1, max_price_per_min_micros=50_001)
+    assert over.status_code == 422 and "50000" in over.text, over.text
+    # Deeper down too: the sub-agent's chain carries its parent's limit.
+    assert (await _put(api, agent_a, world.agent_a1, max_price_per_min_micros=40_000)).is_success
+    deep = await _put(api, agent_a1, world.a11, max_price_per_min_micros=45_000)
+    assert deep.status_code == 422, deep.text
+    assert (await _put(api, agent_a1, world.a11, max_price_per_min_micros=40_000)).is_success
+
+
+async def test_bad_rules_get_a_reason(api: httpx.AsyncClient, world: World) -> None:
+    agent_a = await headers(api, world, "agent_a")
+    for body, field in (
+        ({"block_prefixes": ["44x"]}, "block_prefixes"),
+        ({"allow_prefixes": ["1" * 21]}, "allow_prefixes"),
+        ({"negative_margin": "sometimes"}, "negative_margin"),
+        ({"min_margin_micros": -1}, "min_margin_micros"),
+        ({"max_price_per_min_micros": 2**63}, "max_price_per_min_micros"),
+        ({"block_prefixes": ["1"] * 1001}, "block_prefixes"),
+        ({"surprise": True}, "surprise"),
+    ):
+        reply = await _put(api, agent_a, world.a1, **body)
+        assert reply.status_code == 422, (body, reply.text)
+        assert field in reply.text, (body, reply.text)
