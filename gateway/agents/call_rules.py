@@ -1,6 +1,8 @@
 """Reading and setting an account's call rules (fraud and margin protection).
 
-The rules themselves are checked on the call path (``gateway/rating/limits.py``):
+The rules themselves are checked on the call path (``gateway/rating/limits.py`` for
+destinations, prices and margins; ``gateway/balance/lua/lib.lua`` for spend caps and
+call-attempt rates, in the reservation's atomic step):
 every level of a call's chain applies its own and the strictest wins. Here: who may
 set them and what they may say. An agent sets the rules of the accounts below it,
 never its own (its parent or the operator does), and never a price limit above the
@@ -9,6 +11,7 @@ one its own chain imposes on it, since that could never take effect.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ import asyncpg
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Forbidden, Invalid
 from gateway.agents.principal import Principal, may_manage, require_account
-from gateway.db import BIGINT_MAX, Connection
+from gateway.db import BIGINT_MAX, INTEGER_MAX, Connection
 from gateway.db.pool import pg_errors
 from gateway.rating.rules import MARGIN_POLICIES
 
@@ -36,6 +39,28 @@ class Rules:
     max_price_per_min_micros: int | None = None
     negative_margin: str = "allow"
     min_margin_micros: int = 0
+    max_spend_hour_micros: int | None = None
+    max_spend_day_micros: int | None = None
+    max_spend_call_micros: int | None = None
+    max_attempts_per_s: int | None = None
+    max_attempts_per_min: int | None = None
+
+
+LIMITS = (
+    "max_spend_hour_micros",
+    "max_spend_day_micros",
+    "max_spend_call_micros",
+    "max_attempts_per_s",
+    "max_attempts_per_min",
+)
+COLUMNS = (
+    "allow_prefixes",
+    "block_prefixes",
+    "max_price_per_min_micros",
+    "negative_margin",
+    "min_margin_micros",
+    *LIMITS,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +75,10 @@ class RulesView:
 
 
 def _rules(row: asyncpg.Record) -> Rules:
-    return Rules(
-        tuple(row["allow_prefixes"]),
-        tuple(row["block_prefixes"]),
-        row["max_price_per_min_micros"],
-        row["negative_margin"],
-        row["min_margin_micros"],
-    )
+    values = {c: row[c] for c in COLUMNS}
+    values["allow_prefixes"] = tuple(values["allow_prefixes"])
+    values["block_prefixes"] = tuple(values["block_prefixes"])
+    return Rules(**values)
 
 
 def _prefixes(field: str, values: Sequence[str]) -> tuple[str, ...]:
@@ -77,12 +99,15 @@ def validated(rules: Rules) -> Rules:
         raise Invalid("min_margin_micros", "must be between 0 and 2^63-1")
     if rules.negative_margin not in MARGIN_POLICIES:
         raise Invalid("negative_margin", f"one of {', '.join(MARGIN_POLICIES)}")
-    return Rules(
-        _prefixes("allow_prefixes", rules.allow_prefixes),
-        _prefixes("block_prefixes", rules.block_prefixes),
-        limit,
-        rules.negative_margin,
-        rules.min_margin_micros,
+    for name in LIMITS:
+        value = getattr(rules, name)
+        top = INTEGER_MAX if name.startswith("max_attempts") else BIGINT_MAX
+        if value is not None and not 0 <= value <= top:
+            raise Invalid(name, f"must be between 0 and {top}")
+    return dataclasses.replace(
+        rules,
+        allow_prefixes=_prefixes("allow_prefixes", rules.allow_prefixes),
+        block_prefixes=_prefixes("block_prefixes", rules.block_prefixes),
     )
 
 
@@ -143,22 +168,17 @@ async def set_rules(
                         f"above the limit {ceiling[0]} set on account {ceiling[1]}: "
                         "it could never apply",
                     )
+            columns = ", ".join(COLUMNS)
+            marks = ", ".join(f"${i}" for i in range(2, len(COLUMNS) + 2))
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS)
+            values = [getattr(clean, c) for c in COLUMNS]
+            values[0], values[1] = list(clean.allow_prefixes), list(clean.block_prefixes)
             await conn.execute(
-                "INSERT INTO call_rules (account_id, allow_prefixes, block_prefixes, "
-                "  max_price_per_min_micros, negative_margin, min_margin_micros, updated_by) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7) "
-                "ON CONFLICT (account_id) DO UPDATE SET allow_prefixes = EXCLUDED.allow_prefixes, "
-                "  block_prefixes = EXCLUDED.block_prefixes, "
-                "  max_price_per_min_micros = EXCLUDED.max_price_per_min_micros, "
-                "  negative_margin = EXCLUDED.negative_margin, "
-                "  min_margin_micros = EXCLUDED.min_margin_micros, "
-                "  updated_by = EXCLUDED.updated_by, updated_at = now()",
+                f"INSERT INTO call_rules (account_id, {columns}, updated_by) "
+                f"VALUES ($1, {marks}, ${len(COLUMNS) + 2}) ON CONFLICT (account_id) DO UPDATE "
+                f"SET {updates}, updated_by = EXCLUDED.updated_by, updated_at = now()",
                 account_id,
-                list(clean.allow_prefixes),
-                list(clean.block_prefixes),
-                clean.max_price_per_min_micros,
-                clean.negative_margin,
-                clean.min_margin_micros,
+                *values,
                 principal.login,
             )
             return await _view(conn, account)

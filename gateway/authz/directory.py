@@ -88,7 +88,9 @@ async def _load_accounts(conn: Connection) -> dict[int, Account]:
         "SELECT a.id, a.parent_id, a.root_id, a.kind, a.billing_mode, a.rate_group_id, "
         "       a.status, a.currency, a.credit_limit_micros, a.max_concurrent_calls, "
         "       r.account_id IS NOT NULL AS has_rules, r.allow_prefixes, r.block_prefixes, "
-        "       r.max_price_per_min_micros, r.negative_margin, r.min_margin_micros "
+        "       r.max_price_per_min_micros, r.negative_margin, r.min_margin_micros, "
+        "       r.max_spend_hour_micros, r.max_spend_day_micros, r.max_spend_call_micros, "
+        "       r.max_attempts_per_s, r.max_attempts_per_min "
         "FROM accounts a LEFT JOIN call_rules r ON r.account_id = a.id"
     )
     return {
@@ -116,6 +118,11 @@ def _rules(row: asyncpg.Record) -> CallRules:
         max_price_per_min_micros=row["max_price_per_min_micros"],
         negative_margin=row["negative_margin"],
         min_margin_micros=row["min_margin_micros"],
+        max_spend_hour_micros=row["max_spend_hour_micros"],
+        max_spend_day_micros=row["max_spend_day_micros"],
+        max_spend_call_micros=row["max_spend_call_micros"],
+        max_attempts_per_s=row["max_attempts_per_s"],
+        max_attempts_per_min=row["max_attempts_per_min"],
     )
 
 
@@ -189,9 +196,7 @@ class Directory:
             changed = [
                 a.id
                 for a in self.tables.accounts.values()
-                if (prev := old.accounts.get(a.id)) is not None
-                and (prev.status, prev.credit_limit_micros, prev.max_calls)
-                != (a.status, a.credit_limit_micros, a.max_calls)
+                if (prev := old.accounts.get(a.id)) is not None and _mirrored(prev) != _mirrored(a)
             ]
             if changed:
                 await self.on_account_change(changed)
@@ -222,6 +227,21 @@ class Directory:
             tables.chains.clear()
         tables.chains[customer_id] = chain
         return chain
+
+
+def _mirrored(account: Account) -> tuple[object, ...]:
+    """What the Redis mirror holds of an account besides money (sync_account.lua)."""
+    rules = account.rules or CallRules()
+    return (
+        account.status,
+        account.credit_limit_micros,
+        account.max_calls,
+        rules.max_spend_hour_micros,
+        rules.max_spend_day_micros,
+        rules.max_spend_call_micros,
+        rules.max_attempts_per_s,
+        rules.max_attempts_per_min,
+    )
 
 
 def _chain_of(accounts: dict[int, Account], customer_id: int) -> tuple[ChainAccount, ...] | None:

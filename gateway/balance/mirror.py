@@ -17,11 +17,28 @@ from gateway.balance.keys import Keys
 from gateway.balance.scripts import Pipeliner
 from gateway.db.pool import pg_errors
 
-_SELECT = """
-SELECT id, root_id, balance_micros, credit_limit_micros, max_concurrent_calls, status,
-       money_version
-FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR SHARE
+_RULES = (
+    "r.max_spend_hour_micros, r.max_spend_day_micros, r.max_spend_call_micros, "
+    "r.max_attempts_per_s, r.max_attempts_per_min"
+)
+_SELECT = f"""
+SELECT a.id, a.root_id, a.balance_micros, a.credit_limit_micros, a.max_concurrent_calls,
+       a.status, a.money_version, {_RULES}
+FROM accounts a LEFT JOIN call_rules r ON r.account_id = a.id
+WHERE a.id = ANY($1::bigint[]) ORDER BY a.id FOR SHARE OF a
 """
+_RULE_COLUMNS = (
+    "max_spend_hour_micros",
+    "max_spend_day_micros",
+    "max_spend_call_micros",
+    "max_attempts_per_s",
+    "max_attempts_per_min",
+)
+
+
+def _rule_args(row: asyncpg.Record) -> tuple[int, ...]:
+    """The call-rule limits the scripts read (lib.lua), -1 for none."""
+    return tuple(-1 if row[c] is None else row[c] for c in _RULE_COLUMNS)
 
 
 class AccountMirror:
@@ -75,6 +92,7 @@ class AccountMirror:
                             -1 if max_calls is None else max_calls,
                             row["status"],
                             row["money_version"],
+                            *_rule_args(row),
                         ),
                     )
                     loaded += int(done)
@@ -87,12 +105,14 @@ class AccountMirror:
             await self.sync(account_id)
 
     async def sync(self, account_id: int) -> bool:
-        """Copy the account's credit limit, call limit and status; False if not mirrored."""
+        """Copy the account's credit limit, call limit, status and call-rule limits;
+        False if not mirrored."""
         with pg_errors():
             async with self.pool.acquire() as conn:
                 row = await conn.fetchrow(
-                    "SELECT root_id, credit_limit_micros, max_concurrent_calls, status "
-                    "FROM accounts WHERE id = $1",
+                    "SELECT a.root_id, a.credit_limit_micros, a.max_concurrent_calls, a.status, "
+                    f"{_RULES} FROM accounts a LEFT JOIN call_rules r ON r.account_id = a.id "
+                    "WHERE a.id = $1",
                     account_id,
                 )
         if row is None:
@@ -101,6 +121,11 @@ class AccountMirror:
         done = await self.pipeliner.call(
             "sync_account",
             (self.keys.account(row["root_id"], account_id),),
-            (row["credit_limit_micros"], -1 if max_calls is None else max_calls, row["status"]),
+            (
+                row["credit_limit_micros"],
+                -1 if max_calls is None else max_calls,
+                row["status"],
+                *_rule_args(row),
+            ),
         )
         return int(done) == 1

@@ -24,6 +24,10 @@ class Reason(enum.Enum):
     DESTINATION_BLOCKED = "DESTINATION_BLOCKED"
     PRICE_LIMIT = "PRICE_LIMIT"  # dearer per minute than a level of the chain allows
     NEGATIVE_MARGIN = "NEGATIVE_MARGIN"  # a reseller would sell below its own cost
+    SPEND_CAP_HOUR = "SPEND_CAP_HOUR"  # a level's spend in the last hour is at its cap
+    SPEND_CAP_DAY = "SPEND_CAP_DAY"  # ... in the last day
+    SPEND_CAP_CALL = "SPEND_CAP_CALL"  # one call may not cost a level more than this
+    CPS_LIMIT = "CPS_LIMIT"  # call attempts per second or minute of a level or subtree
     SESSION_ENDED = "SESSION_ENDED"
     BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
     OVERLOAD = "OVERLOAD"
@@ -36,6 +40,10 @@ _FROM_SCRIPT = {
     "ZERO_BALANCE": Reason.ZERO_BALANCE,
     "INSUFFICIENT_FUNDS": Reason.INSUFFICIENT_FUNDS,
     "AGENT_CAP": Reason.AGENT_CAP,
+    "SPEND_CAP_HOUR": Reason.SPEND_CAP_HOUR,
+    "SPEND_CAP_DAY": Reason.SPEND_CAP_DAY,
+    "SPEND_CAP_CALL": Reason.SPEND_CAP_CALL,
+    "CPS_LIMIT": Reason.CPS_LIMIT,
     "SESSION_ENDED": Reason.SESSION_ENDED,
 }
 

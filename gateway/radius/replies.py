@@ -26,6 +26,10 @@ DEFAULT_RETURN_CODES = MappingProxyType(
         Reason.DESTINATION_BLOCKED: 9,
         Reason.PRICE_LIMIT: 9,
         Reason.NEGATIVE_MARGIN: 8,
+        Reason.SPEND_CAP_HOUR: 6,
+        Reason.SPEND_CAP_DAY: 6,
+        Reason.SPEND_CAP_CALL: 6,
+        Reason.CPS_LIMIT: 3,
         Reason.INSUFFICIENT_FUNDS: 12,
         Reason.SESSION_ENDED: 13,
     }
@@ -43,6 +47,10 @@ REPLY_MESSAGES = MappingProxyType(
         Reason.DESTINATION_BLOCKED: "Destination blocked",
         Reason.PRICE_LIMIT: "Destination over the price limit",
         Reason.NEGATIVE_MARGIN: "Destination not available",
+        Reason.SPEND_CAP_HOUR: "Hourly spend limit reached",
+        Reason.SPEND_CAP_DAY: "Daily spend limit reached",
+        Reason.SPEND_CAP_CALL: "Call spend limit",
+        Reason.CPS_LIMIT: "Too many call attempts",
         Reason.INSUFFICIENT_FUNDS: "Insufficient balance",
         Reason.SESSION_ENDED: "Call already ended",
     }

@@ -43,6 +43,13 @@ class CallRules:
     max_price_per_min_micros: int | None = None
     negative_margin: str = "allow"
     min_margin_micros: int = 0
+    # Enforced in Redis with the balance (lib.lua), kept here so that a change is seen
+    # and mirrored: spend caps (micros) and call attempts per second / minute.
+    max_spend_hour_micros: int | None = None
+    max_spend_day_micros: int | None = None
+    max_spend_call_micros: int | None = None
+    max_attempts_per_s: int | None = None
+    max_attempts_per_min: int | None = None
 
     def __post_init__(self) -> None:
         if self.negative_margin not in MARGIN_POLICIES:

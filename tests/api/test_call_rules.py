@@ -80,7 +80,26 @@ async def test_bad_rules_get_a_reason(api: httpx.AsyncClient, world: World) -> N
         ({"max_price_per_min_micros": 2**63}, "max_price_per_min_micros"),
         ({"block_prefixes": ["1"] * 1001}, "block_prefixes"),
         ({"surprise": True}, "surprise"),
+        ({"max_attempts_per_s": 2**31}, "max_attempts_per_s"),
+        ({"max_spend_hour_micros": -5}, "max_spend_hour_micros"),
     ):
         reply = await _put(api, agent_a, world.a1, **body)
         assert reply.status_code == 422, (body, reply.text)
         assert field in reply.text, (body, reply.text)
+
+
+async def test_spend_caps_and_attempt_rates_are_kept_and_shown(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    agent_a = await headers(api, world, "agent_a")
+    limits = {
+        "max_spend_hour_micros": 5_000_000,
+        "max_spend_day_micros": 20_000_000,
+        "max_spend_call_micros": 1_000_000,
+        "max_attempts_per_s": 5,
+        "max_attempts_per_min": 60,
+    }
+    reply = await _put(api, agent_a, world.a1, **limits)
+    assert reply.status_code == 200, reply.text
+    shown = (await api.get(R(world.a1), headers=agent_a)).json()["rules"]
+    assert {k: shown[k] for k in limits} == limits

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from gateway.balance.keys import Keys
 from tests.e2e.conftest import Customer, Gateway, gateway_config, running
+from tests.e2e.test_credit_control import _radclient_many
 from tests.e2e.test_radius_radclient import radclient
 from tests.sip.harness import rate_group_of, route, sipp, with_sip
 
@@ -147,3 +148,35 @@ async def test_a_minimum_margin_refuses_a_call_sold_too_close_to_cost(gw: Gatewa
     await _rules(gw, c.agent_id, negative_margin="refuse", min_margin_micros=30_001)
     out = await _ask(gw, c, f"margin-min2-{c.account_id}")
     assert "Access-Reject" in out and "Destination not available" in out, out
+
+
+async def test_a_stolen_extension_burst_is_cut_off_within_its_first_attempts(
+    gw: Gateway, tmp_path: Path
+) -> None:
+    """Twenty attempts at once (radclient -p 20) against 2 attempts/s on the reseller:
+    two get through, the rest are refused CPS_LIMIT; SIP is held to the same count."""
+    c = await _customer(gw)
+    await _rules(gw, c.agent_id, max_attempts_per_s=2, max_attempts_per_min=2)
+    requests = [
+        f'User-Name = "{c.extension}", User-Password = "{c.password}", '
+        f'Called-Station-Id = "{NUMBER}", Acct-Session-Id = "burst-{c.account_id}-{i}", '
+        "Message-Authenticator = 0x00"
+        for i in range(20)
+    ]
+    out = await _radclient_many(gw.auth_port, "auth", requests)
+    assert out.count("Received Access-Accept") == 2, out
+    assert out.count("Received Access-Reject") == 18, out
+    assert out.count('Reply-Message = "Too many call attempts"') == 18, out
+    assert gw.path.sip is not None
+    run = await sipp("uac_403.xml", gw.path.sip.port(), tmp_path, caller=c.extension, number=NUMBER)
+    assert run.failed == 1  # 403 CPS_LIMIT, not one of the reasons uac_403 expects
+    assert "CPS_LIMIT" in run.output or run.returncode != 0
+
+
+async def test_an_hourly_spend_cap_limits_the_grant_over_radius(gw: Gateway) -> None:
+    c = await _customer(gw)
+    await _rules(gw, c.account_id, max_spend_hour_micros=300_000)  # 5 minutes at 0.06
+    out = await _ask(gw, c, f"cap-{c.account_id}")
+    assert "Access-Accept" in out and "Session-Timeout = 300" in out, out
+    out = await _ask(gw, c, f"cap2-{c.account_id}")
+    assert "Access-Reject" in out and "Hourly spend limit reached" in out, out

@@ -11,12 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.agents import call_rules
 from gateway.agents.call_rules import Rules, RulesView
 from gateway.api.deps import Ctx, User
-from gateway.db import BIGINT_MAX
+from gateway.db import BIGINT_MAX, INTEGER_MAX
 
 router = APIRouter(prefix="/api/v1", tags=["call rules"])
 
 Id = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 Prefixes = Annotated[list[str], Field(max_length=call_rules.MAX_PREFIXES)]
+Money = Annotated[int | None, Field(ge=0, le=BIGINT_MAX)]
+Attempts = Annotated[int | None, Field(ge=0, le=INTEGER_MAX)]
 ERRORS: dict[int | str, dict[str, Any]] = {401: {}, 403: {}, 404: {}, 422: {}}
 
 
@@ -35,15 +37,19 @@ class RulesIn(BaseModel):
     min_margin_micros: int = Field(
         default=0, ge=0, le=BIGINT_MAX, description="With refuse: margin per minute required"
     )
+    max_spend_hour_micros: Money = Field(default=None, description="Spend in any hour (null: none)")
+    max_spend_day_micros: Money = Field(default=None, description="Spend in any day (null: none)")
+    max_spend_call_micros: Money = Field(default=None, description="Cost of one call")
+    max_attempts_per_s: Attempts = Field(
+        default=None, description="Call attempts per second, with the subtree's (null: none)"
+    )
+    max_attempts_per_min: Attempts = Field(default=None, description="... per minute")
 
     def rules(self) -> Rules:
-        return Rules(
-            tuple(self.allow_prefixes),
-            tuple(self.block_prefixes),
-            self.max_price_per_min_micros,
-            self.negative_margin,
-            self.min_margin_micros,
-        )
+        values = self.model_dump()
+        values["allow_prefixes"] = tuple(self.allow_prefixes)
+        values["block_prefixes"] = tuple(self.block_prefixes)
+        return Rules(**values)
 
 
 class RulesBody(BaseModel):
@@ -52,6 +58,11 @@ class RulesBody(BaseModel):
     max_price_per_min_micros: int | None
     negative_margin: str
     min_margin_micros: int
+    max_spend_hour_micros: int | None
+    max_spend_day_micros: int | None
+    max_spend_call_micros: int | None
+    max_attempts_per_s: int | None
+    max_attempts_per_min: int | None
 
 
 class InheritedOut(BaseModel):
@@ -72,13 +83,10 @@ class RulesOut(BaseModel):
 
 
 def _body(rules: Rules) -> RulesBody:
-    return RulesBody(
-        allow_prefixes=list(rules.allow_prefixes),
-        block_prefixes=list(rules.block_prefixes),
-        max_price_per_min_micros=rules.max_price_per_min_micros,
-        negative_margin=rules.negative_margin,
-        min_margin_micros=rules.min_margin_micros,
-    )
+    values = {name: getattr(rules, name) for name in call_rules.COLUMNS}
+    values["allow_prefixes"] = list(rules.allow_prefixes)
+    values["block_prefixes"] = list(rules.block_prefixes)
+    return RulesBody(**values)
 
 
 def _out(view: RulesView) -> RulesOut:

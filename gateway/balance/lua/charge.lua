@@ -41,6 +41,7 @@ for i = 1, n do
         b = billed_seconds(rate, duration)
         cost = call_cost(rate, duration)
         redis.call('HINCRBY', KEYS[i + 2], 'bal', 0 - cost)
+        add_spend(KEYS[i + 2], cost)
     end
     costs[i], billed[i], holds[i], accounts[i] = cost, b, 0, KEYS[i + 2]
 end

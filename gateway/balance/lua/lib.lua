@@ -111,9 +111,119 @@ local function slice_cover(levels, s, cap_s)
     return cover
 end
 
-local function account_available(key)
-    local v = redis.call('HMGET', key, 'bal', 'lim', 'held')
-    return tonumber(v[1]) + tonumber(v[2]) - tonumber(v[3])
+-- Spend caps (call rules, mirrored into the account hash as caph, capd, capc; absent
+-- or -1: none). A level's spend in a window is what it was debited for calls settled
+-- in it; what its live calls hold counts too, so the room left under a cap is
+-- cap - spent - held, exactly as balance + limit - held is the room under the credit
+-- limit. The last hour is 12 buckets of 5 minutes and the last day 24 of an hour,
+-- each bucket a pair of fields (amount, bucket number) in the account hash; a bucket
+-- counts whole while any of it is inside the window, so spend is never under-counted.
+-- Time is Redis's own clock (TIME), the same for every gateway.
+local HOUR_WIDTH, HOUR_COUNT, DAY_WIDTH, DAY_COUNT = 300, 12, 3600, 24
+
+local function clock()
+    return tonumber(redis.call('TIME')[1])
+end
+
+local function window_spent(key, prefix, width, count, now)
+    local current = math.floor(now / width)
+    local fields = {}
+    for i = 0, count - 1 do
+        fields[2 * i + 1] = prefix .. i
+        fields[2 * i + 2] = prefix .. 't' .. i
+    end
+    local v = redis.call('HMGET', key, unpack(fields))
+    local total = 0
+    for i = 0, count - 1 do
+        local bucket = tonumber(v[2 * i + 2] or -1)
+        if bucket > current - count then
+            total = total + tonumber(v[2 * i + 1] or 0)
+        end
+    end
+    return total
+end
+
+local function add_to_window(key, prefix, width, count, now, amount)
+    local current = math.floor(now / width)
+    local slot = current % count
+    local t_field = prefix .. 't' .. slot
+    if tonumber(redis.call('HGET', key, t_field) or -1) == current then
+        redis.call('HINCRBY', key, prefix .. slot, amount)
+    else
+        redis.call('HSET', key, prefix .. slot, amount, t_field, current)
+    end
+end
+
+-- Count a debit against the level's spend windows, when it has a window cap.
+local function add_spend(key, amount)
+    if amount <= 0 then
+        return
+    end
+    local caps = redis.call('HMGET', key, 'caph', 'capd')
+    local now = nil
+    if tonumber(caps[1] or -1) >= 0 then
+        now = clock()
+        add_to_window(key, 'sh', HOUR_WIDTH, HOUR_COUNT, now, amount)
+    end
+    if tonumber(caps[2] or -1) >= 0 then
+        now = now or clock()
+        add_to_window(key, 'sd', DAY_WIDTH, DAY_COUNT, now, amount)
+    end
+end
+
+-- What a level may still commit to calls before its holds: balance + credit limit,
+-- or less under a window cap. Returns that room, the per-call cap (-1: none) and
+-- the reason when a cap is what binds (nil: the money does).
+local function level_room(bal, lim, caph, capd, capc, key)
+    local room = bal + lim
+    local why = nil
+    if caph >= 0 or capd >= 0 then
+        local now = clock()
+        if caph >= 0 then
+            local r = caph - window_spent(key, 'sh', HOUR_WIDTH, HOUR_COUNT, now)
+            if r < room then
+                room, why = r, 'SPEND_CAP_HOUR'
+            end
+        end
+        if capd >= 0 then
+            local r = capd - window_spent(key, 'sd', DAY_WIDTH, DAY_COUNT, now)
+            if r < room then
+                room, why = r, 'SPEND_CAP_DAY'
+            end
+        end
+    end
+    return room, capc, why
+end
+
+-- Call-attempt rate (call rules: cps per second, cpm per minute, -1: none), counted in
+-- fixed windows of Redis time per level, so an agent's limits count its whole subtree.
+-- Returns false when this attempt is over a limit (it is counted all the same).
+local function count_attempt(key, cps, cpm)
+    local now = clock()
+    local v = redis.call('HMGET', key, 'aps', 'apst', 'apm', 'apmt')
+    local per_s, minute = 1, math.floor(now / 60)
+    if tonumber(v[2] or -1) == now then
+        per_s = tonumber(v[1]) + 1
+    end
+    local per_m = 1
+    if tonumber(v[4] or -1) == minute then
+        per_m = tonumber(v[3]) + 1
+    end
+    redis.call('HSET', key, 'aps', per_s, 'apst', now, 'apm', per_m, 'apmt', minute)
+    return (cps < 0 or per_s <= cps) and (cpm < 0 or per_m <= cpm)
+end
+
+-- A level's available money for one more call (or for a running call, adding what
+-- it holds for it): the room left minus what it holds, no more than its per-call cap.
+local function account_available(key, own_hold)
+    local v = redis.call('HMGET', key, 'bal', 'lim', 'held', 'caph', 'capd', 'capc')
+    local room, capc = level_room(tonumber(v[1]), tonumber(v[2]), tonumber(v[4] or -1),
+        tonumber(v[5] or -1), tonumber(v[6] or -1), key)
+    local available = room - tonumber(v[3]) + (own_hold or 0)
+    if capc >= 0 and capc < available then
+        return capc
+    end
+    return available
 end
 
 -- The longest time (capped at cap_s) every charged level of a running call can
@@ -123,7 +233,7 @@ local function chain_reach(levels, accounts, holds, cap_s)
     for i = 1, #accounts do
         local rate = levels[i]
         if rate[1] == 1 then
-            local own = account_available(accounts[i]) + holds[i]
+            local own = account_available(accounts[i], holds[i])
             reach = math.min(reach, level_grant(rate, own, cap_s))
         end
     end

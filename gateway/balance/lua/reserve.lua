@@ -13,7 +13,8 @@
 -- ARGV[8]  links JSON: [[link sorted set, lifetime s], ...] an accounting request
 --          finds this (provisional) hold by (adopt.lua); '' when the key is final
 --
--- The grant is the least over the charged levels of what each can afford against
+-- The grant is the least over the charged levels of what each can afford (under its
+-- credit limit and its spend caps: lib.lua level_room) against
 -- max_call_s on its own increments. Whole mode holds the grant's cost on every
 -- level; slice mode holds a first slice (the customer's average call length kept
 -- between the two slice bounds, rounded up to every level's increments) and the
@@ -29,6 +30,11 @@
 --   ZERO_BALANCE    the customer has nothing available
 --   INSUFFICIENT_FUNDS  the customer cannot pay the first increment
 --   AGENT_CAP       an agent above cannot cover the first increment
+--   SPEND_CAP_HOUR / SPEND_CAP_DAY / SPEND_CAP_CALL  a level's spend cap leaves no
+--                   room for the first increment (call rules; see lib.lua)
+--   CPS_LIMIT       a level's call-attempt rate (per second or minute) is reached;
+--                   checked for every level before the rest, and the attempt is
+--                   counted even when the call is refused
 --   SESSION_ENDED   this session was already settled or released
 
 local existing = redis.call('HMGET', KEYS[1], 'st', 'granted', 'holds', 'held')
@@ -48,12 +54,29 @@ local n = #KEYS - 2
 local granted = max_call
 local customer_available = 0
 
+-- Every level is read first, and its call attempts counted (an agent's limit counts
+-- its whole subtree even when a level below refuses the call for another reason).
+local state = {}
 for i = 1, n do
     local key = KEYS[i + 2]
-    local a = redis.call('HMGET', key, 'st', 'calls', 'maxc', 'bal', 'lim', 'held')
+    local a = redis.call('HMGET', key, 'st', 'calls', 'maxc', 'bal', 'lim', 'held',
+        'caph', 'capd', 'capc', 'cps', 'cpm')
     if not a[1] then
         return {0, 'NOT_LOADED', i, 0, '', 0, 0}
     end
+    state[i] = a
+end
+for i = 1, n do
+    local a = state[i]
+    local cps, cpm = tonumber(a[10] or -1), tonumber(a[11] or -1)
+    if (cps >= 0 or cpm >= 0) and not count_attempt(KEYS[i + 2], cps, cpm) then
+        return {0, 'CPS_LIMIT', i, 0, '', 0, 0}
+    end
+end
+
+for i = 1, n do
+    local key = KEYS[i + 2]
+    local a = state[i]
     if a[1] ~= 'active' then
         return {0, 'DISABLED', i, 0, '', 0, 0}
     end
@@ -63,12 +86,20 @@ for i = 1, n do
     end
     local rate = levels[i]
     if rate[1] == 1 then
-        local available = tonumber(a[4]) + tonumber(a[5]) - tonumber(a[6])
+        local room, capc, why = level_room(tonumber(a[4]), tonumber(a[5]),
+            tonumber(a[7] or -1), tonumber(a[8] or -1), tonumber(a[9] or -1), key)
+        local available = room - tonumber(a[6])
+        if capc >= 0 and capc < available then
+            available, why = capc, 'SPEND_CAP_CALL'
+        end
         if i == 1 then
             customer_available = available
         end
         local level_max = level_grant(rate, available, max_call)
         if level_max <= 0 then
+            if why then
+                return {0, why, i, 0, '', 0, 0}
+            end
             if i > 1 then
                 return {0, 'AGENT_CAP', i, 0, '', 0, 0}
             end

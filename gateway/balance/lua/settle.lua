@@ -61,6 +61,7 @@ for i = 1, #accounts do
         cost = call_cost(rate, billed_duration)
         redis.call('HINCRBY', accounts[i], 'held', 0 - holds[i])
         redis.call('HINCRBY', accounts[i], 'bal', 0 - cost)
+        add_spend(accounts[i], cost)
     end
     redis.call('HINCRBY', accounts[i], 'calls', -1)
     costs[i] = cost

@@ -1,6 +1,7 @@
 -- 0013: call rules per account (fraud and margin protection at authorization).
 -- One row per account that sets rules; every level of a call's chain applies its own
--- and the strictest wins (gateway/rating/limits.py). Loaded by the directory with the
+-- and the strictest wins (gateway/rating/limits.py for destinations, prices and
+-- margins; gateway/balance/lua/lib.lua for spend caps and attempt rates). Loaded by the directory with the
 -- accounts, so a change reaches every gateway through 'gateway_directory'.
 
 CREATE TABLE call_rules (
@@ -14,6 +15,15 @@ CREATE TABLE call_rules (
     negative_margin           text NOT NULL DEFAULT 'allow'
                               CHECK (negative_margin IN ('allow', 'refuse')),
     min_margin_micros         bigint NOT NULL DEFAULT 0 CHECK (min_margin_micros >= 0),
+    -- Spend caps on the account's own debits for calls (NULL: none), held in Redis
+    -- with the balance and checked in the reservation's atomic step (lib.lua).
+    max_spend_hour_micros     bigint CHECK (max_spend_hour_micros >= 0),
+    max_spend_day_micros      bigint CHECK (max_spend_day_micros >= 0),
+    max_spend_call_micros     bigint CHECK (max_spend_call_micros >= 0),
+    -- Call attempts (authorizations reaching the reservation) of the account and, for
+    -- an agent, its whole subtree; NULL: no limit.
+    max_attempts_per_s        integer CHECK (max_attempts_per_s >= 0),
+    max_attempts_per_min      integer CHECK (max_attempts_per_min >= 0),
     updated_at                timestamptz NOT NULL DEFAULT now(),
     updated_by                text NOT NULL DEFAULT '',
     CHECK (cardinality(allow_prefixes) <= 1000 AND cardinality(block_prefixes) <= 1000)
