@@ -136,6 +136,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="opening balance of each created customer, micro-units",
     )
     pop.add_argument(
+        "--call-rules",
+        action="store_true",
+        help="with --setup: give every created account call rules of every kind that "
+        "refuse none of the planned calls (to measure what checking them costs)",
+    )
+    pop.add_argument(
         "--ready-timeout-s",
         type=float,
         default=15.0,
@@ -255,7 +261,11 @@ async def _population(url: str, args: argparse.Namespace, run_id: str) -> Popula
     async with _database(url) as conn:
         if args.setup:
             return await population_mod.create(
-                conn, args.setup, run_id, customer_balance=args.customer_balance
+                conn,
+                args.setup,
+                run_id,
+                customer_balance=args.customer_balance,
+                call_rules=args.call_rules,
             )
         return await population_mod.from_demo(conn, NumberPlan())
 

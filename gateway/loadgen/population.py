@@ -99,8 +99,11 @@ async def create(
     *,
     customer_balance: int = CUSTOMER_BALANCE_MICROS,
     agent_balance: int = AGENT_BALANCE_MICROS,
+    call_rules: bool = False,
 ) -> Population:
-    """Create ``count`` customers under one wholesale agent (see the module docstring)."""
+    """Create ``count`` customers under one wholesale agent (see the module docstring);
+    ``call_rules``: give every account rules that refuse none of the planned calls
+    but make the gateway check every kind (what they cost, measured)."""
     if count < 1:
         raise ValueError("a population needs at least one customer")
     retail, wholesale = retail_rates(), wholesale_rates()
@@ -148,6 +151,8 @@ async def create(
             "VALUES ($1, $2, 'gateway loadgen')",
             [(c.account_id, number) for c in callers for number in c.caller_ids],
         )
+        if call_rules:
+            await _permissive_rules(conn, [agent, *customers], [r.prefix for r in retail])
     pricing = {
         (account_id, r.prefix): ((account_id, r), (agent, w))
         for account_id in customers
@@ -159,6 +164,23 @@ async def create(
         suffix_digits=SUFFIX_DIGITS,
         pricing=pricing,
         opening=await balances(conn, [agent, *customers]),
+    )
+
+
+# Rules no planned call breaks: blocked ranges the plan never dials, every rated
+# prefix allowed (the unrated numbers are refused before, as unrated), limits far off.
+_NEVER_DIALLED = tuple(f"88{i:02d}" for i in range(20))
+_FAR = 10**15
+
+
+async def _permissive_rules(conn: Connection, accounts: list[int], allowed: list[str]) -> None:
+    await conn.executemany(
+        "INSERT INTO call_rules (account_id, allow_prefixes, block_prefixes, "
+        "  max_price_per_min_micros, negative_margin, max_spend_hour_micros, "
+        "  max_spend_day_micros, max_spend_call_micros, max_attempts_per_s, "
+        "  max_attempts_per_min) "
+        "VALUES ($1, $2, $3, $4, 'refuse', $4, $4, $4, 1000000, 60000000)",
+        [(a, allowed, list(_NEVER_DIALLED), _FAR) for a in accounts],
     )
 
 

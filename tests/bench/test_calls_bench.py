@@ -218,6 +218,30 @@ def test_calls_by_grant_mode(
     _bench(title, config, embedded=False, rates=GRANT_RATES, call=call)
 
 
+RULES_RATES = tuple(int(r) for r in os.environ.get("BENCH_RULES_RATES", "3000").split(","))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rules", ["without", "with"])
+def test_calls_with_call_rules(
+    database_url: str, redis_url: str, keys: Keys, tmp_path: Path, rules: str
+) -> None:
+    """What call rules cost: the same calls with no rules, then with rules of every kind
+    on every account (block and allow lists, price limit, margin check, hour/day/call
+    spend caps, attempt rates; none refuses a planned call: loadgen --call-rules).
+    Compare the gateway and Redis CPU µs per call of the two tables."""
+    config = write_config(
+        tmp_path,
+        database_url=database_url,
+        redis_url=redis_url,
+        key_prefix=keys.prefix,
+        auth_port=free_port(),
+        acct_port=free_port(),
+    )
+    call = ("--duration", "0:300", *(("--call-rules",) if rules == "with" else ()))
+    _bench(f"{rules} call rules", config, embedded=False, rates=RULES_RATES, call=call)
+
+
 @pytest.mark.slow
 def test_calls_embedded_servers(tmp_path: Path) -> None:
     config = write_config(tmp_path, auth_port=free_port(), acct_port=free_port())

@@ -116,34 +116,43 @@ end
 -- in it; what its live calls hold counts too, so the room left under a cap is
 -- cap - spent - held, exactly as balance + limit - held is the room under the credit
 -- limit. The last hour is 12 buckets of 5 minutes and the last day 24 of an hour,
--- each bucket a pair of fields (amount, bucket number) in the account hash; a bucket
--- counts whole while any of it is inside the window, so spend is never under-counted.
--- Time is Redis's own clock (TIME), the same for every gateway.
+-- each bucket a pair of fields (amount, bucket number) in the account hash, with the
+-- window's running sum; a bucket counts whole while any of it is inside the window,
+-- so spend is never under-counted. Time is Redis's own clock (TIME), the same for
+-- every gateway.
 local HOUR_WIDTH, HOUR_COUNT, DAY_WIDTH, DAY_COUNT = 300, 12, 3600, 24
 
 local function clock()
     return tonumber(redis.call('TIME')[1])
 end
 
+-- The window's spend now: its running sum, less the buckets that left the window
+-- since it was last brought up to date (one or two at most, except after a lull).
 local function window_spent(key, prefix, width, count, now)
     local current = math.floor(now / width)
-    local fields = {}
-    for i = 0, count - 1 do
-        fields[2 * i + 1] = prefix .. i
-        fields[2 * i + 2] = prefix .. 't' .. i
+    local v = redis.call('HMGET', key, prefix .. 'sum', prefix .. 'at')
+    local sum = tonumber(v[1] or 0)
+    local at = tonumber(v[2] or current)
+    if at >= current then
+        return sum
     end
-    local v = redis.call('HMGET', key, unpack(fields))
-    local total = 0
-    for i = 0, count - 1 do
-        local bucket = tonumber(v[2 * i + 2] or -1)
-        if bucket > current - count then
-            total = total + tonumber(v[2 * i + 1] or 0)
+    if current - at >= count then
+        sum = 0  -- every bucket written up to `at` is out of the window now
+    else
+        for t = at - count + 1, current - count do
+            local slot = t % count
+            local b = redis.call('HMGET', key, prefix .. slot, prefix .. 't' .. slot)
+            if tonumber(b[2] or -1) == t then
+                sum = sum - tonumber(b[1])
+            end
         end
     end
-    return total
+    redis.call('HSET', key, prefix .. 'sum', sum, prefix .. 'at', current)
+    return sum
 end
 
 local function add_to_window(key, prefix, width, count, now, amount)
+    window_spent(key, prefix, width, count, now)  -- drops what left the window first
     local current = math.floor(now / width)
     local slot = current % count
     local t_field = prefix .. 't' .. slot
@@ -152,6 +161,7 @@ local function add_to_window(key, prefix, width, count, now, amount)
     else
         redis.call('HSET', key, prefix .. slot, amount, t_field, current)
     end
+    redis.call('HINCRBY', key, prefix .. 'sum', amount)
 end
 
 -- Count a debit against the level's spend windows, when it has a window cap.

@@ -148,3 +148,36 @@ async def test_call_attempts_per_second_of_an_agents_subtree(
     refused = [r for r in results if isinstance(r, Refusal)]
     assert len(accepted) == 3
     assert {(r.reason, r.account_id) for r in refused} == {(Reason.CPS_LIMIT, tree.sub)}
+
+
+async def test_spend_leaves_the_hour_window_bucket_by_bucket(
+    balance: Balance, db_pool: asyncpg.Pool
+) -> None:
+    """Spend written 60-65 minutes ago still counts (a bucket counts whole); spend of
+    its bucket's predecessor has left the window and no longer does."""
+    tree = await _tree(db_pool)
+    await _rules(db_pool, tree.customer, max_spend_hour_micros=600_000)  # 10 min at 0.06
+    await balance.mirror.load(tree.chain().account_ids)
+    client = balance.pipeliner.client
+    key = balance.store.keys.account(tree.top, tree.customer)
+    now = int((await client.time())[0])
+    if now % 300 > 295:  # not at a bucket's edge: the reservation must see this bucket
+        await asyncio.sleep(300 - now % 300 + 0.1)
+        now = int((await client.time())[0])
+    current = now // 300
+    gone, kept = current - 12, current - 11  # 60-65 min ago, 55-60 min ago
+    await client.hset(
+        key,
+        mapping={
+            f"sh{gone % 12}": 240_000,
+            f"sht{gone % 12}": gone,
+            f"sh{kept % 12}": 120_000,
+            f"sht{kept % 12}": kept,
+            "shsum": 360_000,
+            "shat": current - 1,  # last brought up to date in the previous bucket
+        },
+    )
+    grant = await _reserve(balance, tree, "window-1")
+    # 0.24 left the window; 0.12 is still in it: 0.48 of room, 8 minutes.
+    assert isinstance(grant, Grant) and grant.granted_s == 480
+    assert int(await client.hget(key, "shsum") or 0) == 120_000
