@@ -458,6 +458,60 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FraudConfig:
+    """[fraud]: velocity checks per customer that disable it (disabled_reason fraud); 0: off."""
+
+    new_countries_per_hour: int = key(
+        0,
+        "More countries than this first dialled within an hour (E.164 codes) disable the "
+        "customer; e.g. 5.",
+        at_least(0),
+    )
+    unrated_attempts_per_hour: int = key(
+        0,
+        "More attempts than this to numbers no rate prices, in one clock hour; e.g. 20.",
+        at_least(0),
+    )
+    short_call_ratio: float = key(
+        0.0,
+        "More than this share of answered calls under short_call_s in one clock hour "
+        "(after short_call_min_calls); e.g. 0.8.",
+        at_least(0),
+    )
+    short_call_s: int = key(10, "What counts as a short call (s).", at_least(1))
+    short_call_min_calls: int = key(
+        20, "Answered calls in the hour before the short-call ratio is judged.", at_least(1)
+    )
+
+
+def http_url(value: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{value!r}: an http:// or https:// URL with a host"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """[alerts]: where fraud blocks are reported besides the agent's contact e-mails."""
+
+    operator_email: str = key("", "The operator's address for fraud notices; empty: none.")
+    webhook_url: str = key(
+        "", "HTTP(S) URL that gets a JSON POST per fraud block; empty: none.", http_url
+    )
+    timeout_s: float = key(10.0, "Timeout of one webhook POST.", at_least(0.1))
+    retry_delay_s: float = key(
+        30.0, "First retry delay of a failed POST; doubles each attempt.", at_least(1)
+    )
+    max_attempts: int = key(10, "Give up on a POST after this many failures.", at_least(1))
+    send_interval_s: float = key(5.0, "How often due webhooks are sent.", at_least(0.1))
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration, one attribute per TOML section."""
 
@@ -472,6 +526,8 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     dormancy: DormancyConfig = field(default_factory=DormancyConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    fraud: FraudConfig = field(default_factory=FraudConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     @property
     def state_path(self) -> Path:

@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 from argon2 import PasswordHasher
 
+from gateway.agents import fraud_blocks
 from gateway.agents.auth import check_new_password
 from gateway.agents.context import ManagementContext
 from gateway.agents.customers_accounts import (
@@ -359,10 +360,12 @@ async def update_customer(
             raise Invalid("status", "must be active or disabled (DELETE removes)")
         put("status", status)
         put("disabled_reason", "manual" if status == "disabled" else "")
+        put("disabled_detail", "")
         sets.append("disabled_at = " + ("now()" if status == "disabled" else "NULL"))
     with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             row = await _managed_customer(conn, principal, customer_id)
+            unblocked = row["disabled_reason"] == "fraud" and changes.get("status") == "active"
             if "rate_group_id" in changes:
                 currency = await rate_group_currency(conn, principal, changes["rate_group_id"])
                 if currency != row["currency"]:
@@ -378,6 +381,8 @@ async def update_customer(
                 row = updated
     if {"credit_limit_micros", "max_concurrent_calls", "status"} & changes.keys():
         await _sync_mirror(ctx, customer_id)
+    if unblocked:
+        await fraud_blocks.forgive(ctx.pipeliner.client, ctx.keys, row["root_id"], customer_id)
     live = await read_live(ctx, [row])
     return account_view(row, live.get(customer_id))
 

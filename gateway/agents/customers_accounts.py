@@ -54,6 +54,7 @@ class AccountView:
     parent_id: int | None
     status: str
     disabled_reason: str
+    disabled_detail: str  # why, when a check disabled it (fraud: the rule and figures)
     billing_mode: str | None
     rate_group_id: int | None
     currency: str
@@ -83,6 +84,7 @@ def account_view(row: asyncpg.Record, live: Live | None) -> AccountView:
         parent_id=row["parent_id"],
         status=row["status"],
         disabled_reason=row["disabled_reason"],
+        disabled_detail=row["disabled_detail"],
         billing_mode=row["billing_mode"],
         rate_group_id=row["rate_group_id"],
         currency=row["currency"],

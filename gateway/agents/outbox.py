@@ -1,4 +1,6 @@
-"""The mail outbox: notices are queued in ``notification_outbox`` and sent from there.
+"""The outbox: notices are queued in ``notification_outbox`` and sent from there, by
+mail (channel ``mail``) or as a JSON POST to a webhook (channel ``webhook``: the
+recipient is the URL, the body the JSON).
 
 Whoever wants to tell someone something (the dormancy job) inserts a row, in the
 same transaction as the change it reports, under a ``dedupe_key`` so a repeated
@@ -20,12 +22,15 @@ import asyncio
 import logging
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from functools import partial
 
 import asyncpg
+from prometheus_client import Counter
 
 from gateway.config import SmtpConfig
 from gateway.core import metrics
@@ -44,7 +49,7 @@ _CLAIM = """
 UPDATE notification_outbox SET next_attempt_at = $2 + make_interval(secs => $4)
 WHERE id = (SELECT id FROM notification_outbox
             WHERE sent_at IS NULL AND next_attempt_at <= $2 AND attempts < $3
-              AND ($1::text IS NULL OR kind = $1)
+              AND ($1::text IS NULL OR kind = $1) AND channel = $5
             ORDER BY next_attempt_at, id LIMIT 1
             FOR UPDATE SKIP LOCKED)
 RETURNING id, kind, recipient, subject, body, attempts
@@ -58,24 +63,47 @@ class DrainResult:
 
 
 async def enqueue(
-    conn: Connection, *, kind: str, recipient: str, subject: str, body: str, dedupe_key: str
+    conn: Connection,
+    *,
+    kind: str,
+    recipient: str,
+    subject: str,
+    body: str,
+    dedupe_key: str,
+    channel: str = "mail",
 ) -> bool:
-    """Queue one mail; False when a mail with ``dedupe_key`` is already queued or sent."""
+    """Queue one notice; False when one with ``dedupe_key`` is already queued or sent."""
     queued = await conn.fetchval(
-        "INSERT INTO notification_outbox (kind, recipient, subject, body, dedupe_key) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        "INSERT INTO notification_outbox (kind, recipient, subject, body, dedupe_key, channel) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
         kind,
         recipient,
         subject,
         body,
         dedupe_key,
+        channel,
     )
     return queued is not None
 
 
-def retry_delay_s(config: SmtpConfig, attempts: int) -> float:
-    """Wait before the next try of a mail that has failed ``attempts`` times before."""
-    delay: float = config.retry_delay_s * 2 ** min(attempts, 32)
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How one channel sends and retries."""
+
+    channel: str
+    send: Callable[[str, str, str], None]  # (recipient, subject, body), blocking; raises
+    errors: tuple[type[BaseException], ...]
+    first_retry_s: float
+    max_attempts: int
+    lease_s: float
+    sent: Counter
+    label: str  # the log event prefix
+
+
+def retry_delay_s(config: SmtpConfig | Delivery, attempts: int) -> float:
+    """Wait before the next try of a notice that has failed ``attempts`` times before."""
+    first = config.retry_delay_s if isinstance(config, SmtpConfig) else config.first_retry_s
+    delay: float = first * 2 ** min(attempts, 32)
     return min(delay, MAX_RETRY_DELAY_S)
 
 
@@ -106,8 +134,21 @@ def _lease_s(config: SmtpConfig) -> float:
     return max(60.0, config.timeout_s * 6)
 
 
+def mail_delivery(config: SmtpConfig) -> Delivery:
+    return Delivery(
+        channel="mail",
+        send=partial(send_mail, config),
+        errors=(smtplib.SMTPException, OSError, ValueError),
+        first_retry_s=config.retry_delay_s,
+        max_attempts=config.max_attempts,
+        lease_s=_lease_s(config),
+        sent=metrics.OUTBOX_MAILS,
+        label="outbox",
+    )
+
+
 async def _finish(
-    pool: asyncpg.Pool, row: asyncpg.Record, now: datetime, error: str | None, config: SmtpConfig
+    pool: asyncpg.Pool, row: asyncpg.Record, now: datetime, error: str | None, way: Delivery
 ) -> None:
     with pg_errors():
         async with pool.acquire() as conn:
@@ -124,7 +165,7 @@ async def _finish(
                 "next_attempt_at = $3 WHERE id = $1",
                 row["id"],
                 error[:_ERROR_MAX],
-                now + timedelta(seconds=retry_delay_s(config, row["attempts"])),
+                now + timedelta(seconds=retry_delay_s(way, row["attempts"])),
             )
 
 
@@ -142,40 +183,50 @@ async def drain(
     """
     if not config.host:
         return DrainResult()
+    return await deliver(pool, mail_delivery(config), now, kind=kind, limit=limit)
+
+
+async def deliver(
+    pool: asyncpg.Pool,
+    way: Delivery,
+    now: datetime | None = None,
+    *,
+    kind: str | None = None,
+    limit: int = BATCH,
+) -> DrainResult:
+    """Send up to ``limit`` due notices of ``way``'s channel, each claimed by one sender."""
     sent = failed = 0
     for _ in range(limit):
         moment = now or datetime.now(UTC)
         with pg_errors():
             async with pool.acquire() as conn:
                 row = await conn.fetchrow(
-                    _CLAIM, kind, moment, config.max_attempts, _lease_s(config)
+                    _CLAIM, kind, moment, way.max_attempts, way.lease_s, way.channel
                 )
         if row is None:
             break
         try:
-            await asyncio.to_thread(
-                send_mail, config, row["recipient"], row["subject"], row["body"]
-            )
-        except (smtplib.SMTPException, OSError, ValueError) as exc:
+            await asyncio.to_thread(way.send, row["recipient"], row["subject"], row["body"])
+        except way.errors as exc:
             error = f"{type(exc).__name__}: {exc}"
-            await _finish(pool, row, moment, error, config)
+            await _finish(pool, row, moment, error, way)
             failed += 1
-            gave_up = row["attempts"] + 1 >= config.max_attempts
-            metrics.OUTBOX_MAILS.labels("gave_up" if gave_up else "failed").inc()
+            gave_up = row["attempts"] + 1 >= way.max_attempts
+            way.sent.labels("gave_up" if gave_up else "failed").inc()
             log.warning(
-                "outbox.send_failed",
+                f"{way.label}.send_failed",
                 extra={
-                    "mail": row["id"],
+                    "notice": row["id"],
                     "attempts": row["attempts"] + 1,
                     "error": error,
                     "gave_up": gave_up,
                 },
             )
             continue
-        await _finish(pool, row, moment, None, config)
+        await _finish(pool, row, moment, None, way)
         sent += 1
-        metrics.OUTBOX_MAILS.labels("sent").inc()
-        log.info("outbox.sent", extra={"mail": row["id"], "kind": row["kind"]})
+        way.sent.labels("sent").inc()
+        log.info(f"{way.label}.sent", extra={"notice": row["id"], "kind": row["kind"]})
     return DrainResult(sent, failed)
 
 

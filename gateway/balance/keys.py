@@ -30,6 +30,10 @@ class Keys:
         """Hash: balance, credit limit, held, calls up, status of one account."""
         return f"{self.tag(self.shard_of(root_id))}:acct:{account_id}"
 
+    def countries(self, root_id: int, account_id: int) -> str:
+        """The countries a customer has dialled, first-seen times (fraud checks)."""
+        return f"{self.tag(self.shard_of(root_id))}:cc:{account_id}"
+
     def session(self, root_id: int, session_key: str) -> str:
         """Hash: one call's reservation (accounts, rates, holds, granted time, state)."""
         return f"{self.tag(self.shard_of(root_id))}:sess:{session_key}"

@@ -36,6 +36,7 @@ SCRIPT_NAMES = (
     "apply_move",
     "charge",
     "adopt",
+    "velocity",
 )
 
 

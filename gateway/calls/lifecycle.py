@@ -25,6 +25,7 @@ from gateway.authz.identify import Caller, identify
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionEnded, SessionExists, SessionRef, UnknownSession
 from gateway.balance.types import CallEnd, CallMeta, Extended, Settled
+from gateway.calls.fraud import FraudGuard
 from gateway.calls.types import (
     Authorized,
     CallKey,
@@ -104,8 +105,10 @@ class Calls:
         commit_wait_s: float = 0.0,
         routes: RouteSource | None = None,
         default_route: Sequence[Gateway] = (),
+        fraud: FraudGuard | None = None,
     ) -> None:
         self.directory = directory
+        self.fraud = fraud if fraud is not None and fraud.enabled else None
         self.rates = rates
         self.balance = balance
         self.waiter = waiter
@@ -147,6 +150,8 @@ class Calls:
         number = policy.number(party.called)
         priced = self._price(caller.account_id, number, moment)
         if isinstance(priced, Refusal):
+            if self.fraud is not None and priced.reason is Reason.DESTINATION_NOT_RATED:
+                self._unrated(caller.account_id)
             return priced
         assert number is not None  # priced
         chain = priced.chain
@@ -171,6 +176,8 @@ class Calls:
         )
         if isinstance(result, Refusal):
             return result
+        if self.fraud is not None:
+            self.fraud.authorized(chain.root_id, caller.account_id, number)
         if key is None:
             await self.balance.store.release(ref)
         account = self.directory.account(caller.account_id)
@@ -341,6 +348,10 @@ class Calls:
                     "billed": not policy.overrun_cap,
                 },
             )
+        if self.fraud is not None and not settled.duplicate and duration_s > 0:
+            caller = self._identify(party, policy, accounting=True)
+            if not isinstance(caller, Refusal):
+                self.fraud.answered(ref.root_id, caller.account_id, duration_s)
         await self._wait_commit(settled)  # acknowledged once PostgreSQL has it, or timed out
         return Ended(settled)
 
@@ -482,6 +493,11 @@ class Calls:
         return ended
 
     # -- helpers ----------------------------------------------------------------------
+
+    def _unrated(self, account_id: int) -> None:
+        account = self.directory.account(account_id)
+        if self.fraud is not None and account is not None:
+            self.fraud.unrated(account.root_id, account_id)
 
     def _identify(self, party: Party, policy: Policy, *, accounting: bool) -> Caller | Refusal:
         # Kamailio's misc_radius puts the caller in User-Name and sends no

@@ -157,6 +157,18 @@ OUTBOX_MAILS = Counter(
     ["outcome"],
 )
 
+WEBHOOKS = Counter(
+    "gateway_webhooks_total",
+    "Webhook POSTs, by outcome (sent, failed: will retry, gave_up: max attempts reached).",
+    ["outcome"],
+)
+FRAUD_BLOCKS = Counter(
+    "gateway_fraud_blocks_total",
+    "Accounts disabled by a velocity check, by rule (new_countries, unrated_attempts, "
+    "short_calls).",
+    ["rule"],
+)
+
 
 # -- Label values known before the first event --------------------------------------
 # Each family's label values, so that a fresh or quiet gateway's first scrape shows
@@ -208,6 +220,7 @@ SWEEP_ACTIONS = ("settled", "released")
 DORMANCY_ACTION_NAMES = ("disabled", "removed", "reactivated")
 DORMANCY_OUTCOMES = ("acted", "skipped")
 OUTBOX_OUTCOMES = ("sent", "failed", "gave_up")
+FRAUD_RULES = ("new_countries", "unrated_attempts", "short_calls")
 
 
 def prime_gateway(reasons: tuple[str, ...]) -> None:
@@ -226,6 +239,8 @@ def prime_gateway(reasons: tuple[str, ...]) -> None:
         (DORMANCY_ACTIONS, DORMANCY_ACTION_NAMES),
         (DORMANCY_RUNS, DORMANCY_OUTCOMES),
         (OUTBOX_MAILS, OUTBOX_OUTCOMES),
+        (WEBHOOKS, OUTBOX_OUTCOMES),
+        (FRAUD_BLOCKS, FRAUD_RULES),
     )
     for family, values in counters:
         for value in values:

@@ -21,18 +21,21 @@ from typing import Any, Protocol
 import asyncpg
 import redis.asyncio as aioredis
 
+from gateway.agents import fraud_blocks
 from gateway.agents.context import ManagementContext
 from gateway.agents.dormancy import DormancyJob
 from gateway.agents.outbox import OutboxSender
+from gateway.agents.webhooks import WebhookSender
 from gateway.authz.directory import Directory
 from gateway.balance.keys import Keys
 from gateway.balance.redisconn import create_client, redis_errors
 from gateway.balance.service import Balance
 from gateway.calls.credit import SliceKeeper
+from gateway.calls.fraud import Block, Crossed, FraudGuard
 from gateway.calls.lifecycle import Calls
 from gateway.calls.ratecache import RateCache
 from gateway.calls.routecache import RouteCache
-from gateway.config import Config, mask_url
+from gateway.config import AlertsConfig, Config, mask_url
 from gateway.core import metrics
 from gateway.core.errors import BackendUnavailable
 from gateway.core.periodic import Periodic
@@ -214,6 +217,16 @@ class CallPath:
         self.sip: SipFront | None = None
         self.ops: OpsServer | None = None
 
+    def _blocker(self, pool: asyncpg.Pool, alerts: AlertsConfig) -> Block:
+        """What the fraud checks call: disable in PostgreSQL, notify, then make Redis
+        refuse the account's next call at once (the directory's NOTIFY would too)."""
+
+        async def block(crossed: Crossed) -> None:
+            if await fraud_blocks.block(pool, alerts, crossed) and self.balance is not None:
+                await self.balance.mirror.sync(crossed.account_id)
+
+        return block
+
     async def start(self) -> None:
         rt, cfg = self.runtime, self.runtime.config
         metrics.prime_gateway(tuple(reason.value for reason in Reason))
@@ -229,10 +242,13 @@ class CallPath:
         waits = cfg.committer.ack_after == "commit"
         if cfg.sip.enabled:  # the calls the SIP front authorizes are routed
             self.routes = RouteCache(pool, rt.database_url)
+        fraud = FraudGuard(cfg.fraud, self.balance.pipeliner, rt.keys)
+        fraud.block = self._blocker(pool, cfg.alerts)
         self.calls = calls = Calls(
             self.directory,
             self.rates,
             self.balance,
+            fraud=fraud,
             waiter=self.committer if waits else None,
             commit_wait_s=cfg.committer.commit_wait_s if waits else 0.0,
             routes=self.routes,
@@ -358,6 +374,8 @@ class ManagementJobs:
             self.jobs.append(DormancyJob(self.ctx))
         if cfg.smtp.host:
             self.jobs.append(OutboxSender(rt.pool(), cfg.smtp))
+        if cfg.alerts.webhook_url:
+            self.jobs.append(WebhookSender(rt.pool(), cfg.alerts))
         for job in self.jobs:
             await job.start()
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import httpx
 
+from gateway.agents.context import ManagementContext
 from tests.api.world import World, headers
 
 
@@ -103,3 +105,29 @@ async def test_spend_caps_and_attempt_rates_are_kept_and_shown(
     assert reply.status_code == 200, reply.text
     shown = (await api.get(R(world.a1), headers=agent_a)).json()["rules"]
     assert {k: shown[k] for k in limits} == limits
+
+
+async def test_a_fraud_block_shows_why_and_its_agents_unblock_starts_afresh(
+    api: httpx.AsyncClient, world: World, ctx: ManagementContext, db_pool: asyncpg.Pool
+) -> None:
+    agent_a = await headers(api, world, "agent_a")
+    await db_pool.execute(
+        "UPDATE accounts SET status = 'disabled', disabled_reason = 'fraud', "
+        "disabled_detail = 'unrated_attempts: 21 attempts', disabled_at = now() WHERE id = $1",
+        world.a1,
+    )
+    key = ctx.keys.account(world.agent_a, world.a1)
+    countries = ctx.keys.countries(world.agent_a, world.a1)
+    await ctx.redis.hset(key, mapping={"vh": 1, "vu": 21})
+    await ctx.redis.hset(countries, mapping={"49": 1_000, "881": 2_000})
+    shown = (await api.get(f"/api/v1/accounts/{world.a1}", headers=agent_a)).json()
+    assert (shown["status"], shown["disabled_reason"]) == ("disabled", "fraud")
+    assert shown["disabled_detail"] == "unrated_attempts: 21 attempts"
+    reply = await api.patch(
+        f"/api/v1/customers/{world.a1}", json={"status": "active"}, headers=agent_a
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert (body["status"], body["disabled_reason"], body["disabled_detail"]) == ("active", "", "")
+    assert await ctx.redis.hget(key, "vh") is None  # the hour's counts forgiven
+    assert await ctx.redis.hgetall(countries) == {b"49": b"0", b"881": b"0"}  # known, not new

@@ -115,11 +115,14 @@ def gateway_config(
     state_dir: str,
     balance: dict[str, object] | None = None,
     clients: list[dict[str, object]] | None = None,
+    sections: dict[str, dict[str, object]] | None = None,
 ) -> Config:
     """Loopback ports chosen by the OS, three switches (cisco, kamailio-style, one with
-    CoA) unless ``clients`` says otherwise; ``balance`` overrides [balance] keys."""
+    CoA) unless ``clients`` says otherwise; ``balance`` overrides [balance] keys and
+    ``sections`` adds whole sections (e.g. ``{"fraud": {...}}``)."""
     return from_mapping(
         {
+            **(sections or {}),
             "service": {"state_dir": state_dir, "drain_timeout_s": 5.0},
             "redis": {"url": redis_url, "key_prefix": keys.prefix},
             "database": {"url": database_url},

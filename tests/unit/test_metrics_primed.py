@@ -33,6 +33,8 @@ TABLES: dict[str, list[tuple[int, tuple[str, ...]]]] = {
     "DORMANCY_ACTIONS": [(0, metrics.DORMANCY_ACTION_NAMES)],
     "DORMANCY_RUNS": [(0, metrics.DORMANCY_OUTCOMES)],
     "OUTBOX_MAILS": [(0, metrics.OUTBOX_OUTCOMES)],
+    "WEBHOOKS": [(0, metrics.OUTBOX_OUTCOMES)],
+    "FRAUD_BLOCKS": [(0, metrics.FRAUD_RULES)],
     "AUTHZ_DECISIONS": [(0, ("accept", *(r.value for r in Reason)))],
 }
 

@@ -43,7 +43,8 @@ class AccountOut(BaseModel):
     name: str
     parent_id: int | None
     status: str
-    disabled_reason: str
+    disabled_reason: str = Field(description="'', manual, dormancy or fraud")
+    disabled_detail: str = Field(description="Why a check disabled it (fraud: rule, figures)")
     billing_mode: str | None
     rate_group_id: int | None
     currency: str

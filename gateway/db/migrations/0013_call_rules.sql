@@ -38,3 +38,16 @@ END $$;
 
 CREATE TRIGGER call_rules_directory AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON call_rules FOR EACH STATEMENT EXECUTE FUNCTION call_rules_notify_changed();
+
+-- Velocity checks (gateway/calls/fraud.py) disable an account with reason 'fraud' and
+-- say why in disabled_detail; their notices go to the mail outbox, and to a webhook
+-- through the same outbox (channel 'webhook': recipient is the URL, body the JSON).
+ALTER TABLE accounts DROP CONSTRAINT accounts_disabled_reason_check,
+    ADD CONSTRAINT accounts_disabled_reason_check
+        CHECK (disabled_reason IN ('', 'manual', 'dormancy', 'fraud')),
+    ADD COLUMN disabled_detail text NOT NULL DEFAULT '' CHECK (length(disabled_detail) <= 500);
+ALTER TABLE notification_outbox
+    ADD COLUMN channel text NOT NULL DEFAULT 'mail' CHECK (channel IN ('mail', 'webhook')),
+    DROP CONSTRAINT notification_outbox_recipient_check,
+    ADD CONSTRAINT notification_outbox_recipient_check
+        CHECK (channel <> 'mail' OR recipient LIKE '%@%');
