@@ -1,0 +1,172 @@
+"""RADIUS/TLS end to end: radclient -> FreeRADIUS 3.2 (UDP, loopback) -> RadSec
+(home_server over TLS, deploy/freeradius/proxy-radsec.conf) -> the gateway's
+[radius.tls] port. The Access-Accept and the Accounting-Responses come back through
+the proxy, and the call is billed.
+
+FreeRADIUS runs unprivileged in the foreground from its own copy of the packaged
+configuration, as tests/deploy/test_freeradius.py runs it; skipped when the binary
+is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from gateway.balance.keys import Keys
+from gateway.config import RadiusTlsConfig
+from gateway.core import metrics
+from tests.deploy.conftest import DEPLOY, tail
+from tests.deploy.test_freeradius import (
+    DIALLED,
+    port_pair,
+    radclient,
+    server_folder,
+    substitute,
+)
+from tests.e2e.conftest import Gateway, gateway_config, running
+from tests.tlscerts import Certs, make_certs
+
+PROXY_NAME = "freeradius-proxy"  # the CN of FreeRADIUS's client certificate
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("freeradius", path="/usr/sbin:/usr/bin:/sbin") is None,
+    reason="the freeradius binary is missing (Debian package freeradius)",
+)
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> Certs:
+    """One CA for both ends: it signs the gateway's and FreeRADIUS's certificates."""
+    return make_certs(tmp_path / "certs")
+
+
+@pytest.fixture
+async def radsec_gateway(
+    database_url: str,
+    redis_url: str,
+    keys: Keys,
+    tmp_path: Path,
+    db_pool: asyncpg.Pool,
+    certs: Certs,
+) -> AsyncIterator[Gateway]:
+    """The e2e gateway with [radius.tls] on a free loopback port; its cisco-gw client
+    (127.0.0.1) also speaks RadSec with FreeRADIUS's certificate name."""
+    config = gateway_config(database_url, redis_url, keys, str(tmp_path / "state"))
+    clients = tuple(
+        dataclasses.replace(c, tls_identity=PROXY_NAME) if c.name == "cisco-gw" else c
+        for c in config.radius.clients
+    )
+    tls = RadiusTlsConfig(
+        enabled=True,
+        bind=("127.0.0.1",),
+        port=0,
+        cert_file=str(certs.server.cert),
+        key_file=str(certs.server.key),
+        ca_file=str(certs.ca),
+    )
+    radius = dataclasses.replace(config.radius, clients=clients, tls=tls)
+    async with running(dataclasses.replace(config, radius=radius), db_pool) as gw:
+        yield gw
+
+
+def radsec_folder(tmp_path: Path, certs: Certs, listen_port: int, gateway_port: int) -> Path:
+    """The UDP example set-up with proxy-radsec.conf as its proxy.conf."""
+    folder = server_folder(tmp_path, listen_port, gateway_port)
+    client = certs.client(PROXY_NAME)
+    proxy = substitute(
+        (DEPLOY / "freeradius" / "proxy-radsec.conf").read_text(),
+        [
+            (r"^\tipaddr = 192\.0\.2\.10$", "\tipaddr = 127.0.0.1"),
+            (r"^\tport = 2083$", f"\tport = {gateway_port}"),
+            (r"^\t\tcertificate_file = .*$", f"\t\tcertificate_file = {client.cert}"),
+            (r"^\t\tprivate_key_file = .*$", f"\t\tprivate_key_file = {client.key}"),
+            (r"^\t\tca_file = .*$", f"\t\tca_file = {certs.ca}"),
+        ],
+    )
+    (folder / "proxy.conf").write_text(proxy)
+    return folder
+
+
+@pytest.fixture
+async def radsec_proxy(radsec_gateway: Gateway, tmp_path: Path, certs: Certs) -> AsyncIterator[int]:
+    """FreeRADIUS proxying to the gateway's RadSec port; yields its UDP auth port."""
+    assert radsec_gateway.path.radius is not None
+    listen = port_pair()
+    folder = radsec_folder(tmp_path, certs, listen, radsec_gateway.path.radius.port("tls"))
+    log = tmp_path / "freeradius.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            "freeradius", "-X", "-d", str(folder), stdout=out, stderr=out
+        )
+    try:
+        for _ in range(100):
+            if "Ready to process requests" in tail(log, 1_000_000) or proc.returncode is not None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("freeradius did not start within 10 s")
+        assert proc.returncode is None, tail(log)
+        yield listen
+    finally:
+        print("--- freeradius log (tail) ---\n" + tail(log))
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_a_call_through_freeradius_over_radsec_is_answered_and_billed(
+    radsec_gateway: Gateway, radsec_proxy: int
+) -> None:
+    gateway = radsec_gateway
+    accepted = metrics.RADIUS_CONNECTION_EVENTS.labels("tls", "accepted")._value.get()
+    customer = await gateway.customer(balance=10_000_000)
+    session = f"radsec-{customer.account_id}"
+    call = (
+        f'User-Name = "{customer.extension}", Calling-Station-Id = "{customer.caller_id}", '
+        f'Called-Station-Id = "{DIALLED}", Acct-Session-Id = "{session}"'
+    )
+    code, out = await radclient(
+        radsec_proxy, "auth", f'{call}, User-Password = "{customer.password}"'
+    )
+    assert code == 0 and "Access-Accept" in out, out
+    assert "Session-Timeout = 7200" in out and 'h323-credit-time = "h323-credit-time=7200"' in out
+
+    for status, extra in (("Start", ""), ("Stop", ", Acct-Session-Time = 42")):
+        code, out = await radclient(
+            radsec_proxy + 1, "acct", f"{call}, Acct-Status-Type = {status}{extra}"
+        )
+        assert code == 0 and "Accounting-Response" in out, (status, out)
+
+    # It came over TLS: the gateway accepted FreeRADIUS's connection by its certificate.
+    assert metrics.RADIUS_CONNECTION_EVENTS.labels("tls", "accepted")._value.get() > accepted
+    await gateway.drain()
+    row = await gateway.pool.fetchrow(
+        "SELECT status, duration_s, cost_micros FROM cdrs"
+        " WHERE nas = 'cisco-gw' AND session_id = $1",
+        session,
+    )
+    assert row is not None and row["status"] == "answered" and row["duration_s"] == 42
+    assert row["cost_micros"] > 0
+
+
+async def test_a_refusal_comes_back_over_radsec(radsec_gateway: Gateway, radsec_proxy: int) -> None:
+    customer = await radsec_gateway.customer(balance=0)
+    session = f"radsec-refused-{customer.account_id}"
+    _, out = await radclient(
+        radsec_proxy,
+        "auth",
+        f'User-Name = "{customer.extension}", User-Password = "{customer.password}", '
+        f'Called-Station-Id = "{DIALLED}", Acct-Session-Id = "{session}"',
+    )
+    assert "Access-Reject" in out, out
+    assert 'Reply-Message = "Zero balance"' in out
