@@ -32,7 +32,7 @@ from typing import Any
 from gateway.core import metrics
 from gateway.radius.clients import Client, ClientTable
 from gateway.radius.listener import HEADER_LENGTH, Endpoint, Handler
-from gateway.radius.tls import peer_names
+from gateway.radius.tls import TlsStream, peer_names
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class StreamListener:
         self.accepting = True
         self.servers: list[asyncio.Server] = []
         self.connections: set[_Connection] = set()
+        self._admitting = 0  # TLS handshakes in progress
         self._gauge = metrics.child(metrics.RADIUS_CONNECTIONS, settings.transport)
 
     def _count(self, result: str) -> None:
@@ -109,14 +110,17 @@ class StreamListener:
     ) -> None:
         peer: tuple[Any, ...] = writer.get_extra_info("peername")
         try:
-            client = await self._admit(writer, peer)
+            client, io = await self._admit(reader, writer, peer)
         except _Refused as refused:
             if refused.reason:
                 self._count(refused.reason)
-            writer.transport.abort()  # no goodbye: a stranger learns nothing
+            if refused.reason in ("unknown_client", "too_many", ""):
+                writer.transport.abort()  # a reset: a stranger learns nothing
+            else:
+                writer.close()  # after the TLS alert that says why
             return
         self._count("accepted")
-        connection = _Connection(self, reader, writer, client, peer, kind)
+        connection = _Connection(self, io, writer, client, peer, kind)
         self.connections.add(connection)
         self._gauge.inc()
         try:
@@ -125,33 +129,39 @@ class StreamListener:
             self.connections.discard(connection)
             self._gauge.dec()
 
-    async def _admit(self, writer: asyncio.StreamWriter, peer: tuple[Any, ...]) -> Client:
-        """The client of a new connection, or ``_Refused`` saying why not."""
+    async def _admit(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: tuple[Any, ...]
+    ) -> tuple[Client, _PlainIO | TlsStream]:
+        """The client of a new connection and how to read it, or ``_Refused``."""
         if not self.accepting:
             raise _Refused("")  # stopping: nothing new is taken (not a refusal to count)
-        if len(self.connections) >= self.settings.max_connections:
+        # Handshakes in progress count: a flood of them is bounded too.
+        if len(self.connections) + self._admitting >= self.settings.max_connections:
             raise _Refused("too_many")
         address = str(peer[0])
         if self.tls is None:
             client = self.clients.match(address)
             if client is None:
                 raise _Refused("unknown_client")
-            return client
+            return client, _PlainIO(reader, writer)
         # A stranger is refused before it costs a handshake.
         if self.clients.match_tls(address, frozenset()) == "unknown_client":
             raise _Refused("unknown_client")
+        io = TlsStream(self.tls, reader, writer)
+        self._admitting += 1
         try:
-            # Called before anything else awaits: the plain reader must not consume
-            # the ClientHello (start_tls pauses reading first).
-            await writer.start_tls(
-                self.tls, ssl_handshake_timeout=self.settings.handshake_timeout_s
-            )
-        except (OSError, TimeoutError, ConnectionError) as exc:
+            async with asyncio.timeout(self.settings.handshake_timeout_s):
+                await io.handshake()
+        except (ssl.SSLError, OSError, asyncio.IncompleteReadError) as exc:  # OSError: timeout too
             log.info(
                 "radius.tls_handshake_failed", extra={"peer": address, "error": str(exc)[:200]}
             )
             raise _Refused("tls_handshake_failed") from exc
-        names = peer_names(writer.get_extra_info("ssl_object"))
+        finally:
+            self._admitting -= 1
+        if not self.accepting:
+            raise _Refused("")  # the front began to stop during the handshake
+        names = peer_names(io.ssl_object)
         found = self.clients.match_tls(address, names)
         if isinstance(found, str):
             log.warning(
@@ -159,7 +169,7 @@ class StreamListener:
                 extra={"peer": address, "reason": found, "names": sorted(names)[:8]},
             )
             raise _Refused(found)
-        return found
+        return found, io
 
     async def stop(self, timeout_s: float) -> None:
         """Stop accepting and reading; answer what is in flight; close every connection."""
@@ -186,20 +196,37 @@ class StreamListener:
         return bool(self.servers) and all(s.is_serving() for s in self.servers)
 
 
+class _PlainIO:
+    """TCP: the stream as it is (TlsStream is the TLS counterpart)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def readexactly(self, n: int) -> bytes:
+        return await self._reader.readexactly(n)
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+
+    def close_notify(self) -> None:
+        pass
+
+
 class _Connection:
     """One accepted connection: a reading loop and a task per request."""
 
     def __init__(
         self,
         listener: StreamListener,
-        reader: asyncio.StreamReader,
+        io: _PlainIO | TlsStream,
         writer: asyncio.StreamWriter,
         client: Client,
         peer: tuple[Any, ...],
         kind: str,
     ) -> None:
         self.listener = listener
-        self.reader = reader
+        self.io = io
         self.writer = writer
         self.client = client
         self.peer = peer
@@ -224,6 +251,8 @@ class _Connection:
                 await self._reading
             if self.tasks:  # answer what was asked before the connection goes
                 await asyncio.wait(list(self.tasks), timeout=self.listener.settings.idle_timeout_s)
+            if not self.writer.is_closing():
+                self.io.close_notify()
             self.writer.close()
             with contextlib.suppress(OSError, TimeoutError, ConnectionError):
                 await asyncio.wait_for(self.writer.wait_closed(), CLOSE_WAIT_S)
@@ -262,13 +291,13 @@ class _Connection:
     async def _read_packet(self, timeout_s: float) -> bytes | None:
         """The next packet's bytes, or None when its Length cannot be a RADIUS packet."""
         async with asyncio.timeout(timeout_s):
-            header = await self.reader.readexactly(4)
+            header = await self.io.readexactly(4)
         length = int.from_bytes(header[2:4], "big")
         if length < HEADER_LENGTH or length > MAX_LENGTH:
             return None
         # The rest of a packet whose header came is not idleness, but it is bounded.
         async with asyncio.timeout(timeout_s):
-            rest = await self.reader.readexactly(length - 4)
+            rest = await self.io.readexactly(length - 4)
         return header + rest
 
     def _received(self, data: bytes) -> None:
@@ -307,4 +336,4 @@ class _Connection:
 
     def _send(self, data: bytes) -> None:
         if not self.writer.is_closing():
-            self.writer.write(data)
+            self.io.write(data)

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import uvloop
 
 from gateway.config import RadiusClientConfig, RadiusConfig, RadiusTcpConfig, RadiusTlsConfig
 from gateway.core import metrics
@@ -378,3 +379,21 @@ def test_the_front_names_a_missing_certificate(tmp_path: Path, certs: Certs) -> 
 
     with pytest.raises(OSError, match="cert_file"):
         server_context(_replace(config, tls=tls).tls)
+
+
+def test_tls_on_uvloop_the_loop_the_gateway_runs(certs: Certs) -> None:
+    """The same exchanges on uvloop (``gateway run``'s loop), whose start_tls and TLS
+    transport are its own code, not asyncio's."""
+
+    async def exchanges() -> None:
+        assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        await test_a_good_switch_is_answered_over_tls_with_the_radsec_secret(certs)
+        await test_a_certificate_from_another_ca_is_refused_in_the_handshake(certs)
+        await test_a_length_outside_20_to_4096_closes_the_connection(certs, 4097)
+        await test_drain_answers_requests_in_flight_then_closes(certs)
+        for writer in _OPEN:
+            writer.close()
+        _OPEN.clear()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(exchanges())
