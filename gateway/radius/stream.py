@@ -62,6 +62,10 @@ class _Refused(Exception):
         self.reason = reason
 
 
+class _Stalled(Exception):
+    """A packet's header came but not the rest of it, within the idle timeout."""
+
+
 class StreamListener:
     """Every socket of one transport, with one connection bound and one client table.
 
@@ -177,7 +181,7 @@ class StreamListener:
         for server in self.servers:
             server.close()  # the listening sockets; open connections stay for the drain
         for connection in list(self.connections):
-            connection.stop_reading()
+            connection.stop_reading(timeout_s)
         finished = [c.finished.wait() for c in self.connections]
         if finished:
             _done, late = await asyncio.wait(
@@ -236,6 +240,9 @@ class _Connection:
         self.replies: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
         self.finished = asyncio.Event()
         self._reading: asyncio.Task[None] | None = None
+        # How long requests in flight may take once reading stopped: the idle timeout
+        # when the peer went, the front's drain timeout when it stops.
+        self._answer_within_s = listener.settings.idle_timeout_s
 
     def _observe(self, data: bytes, started: float) -> None:
         if self.listener.tls is not None:  # one port for both: label by what was asked
@@ -250,7 +257,7 @@ class _Connection:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reading
             if self.tasks:  # answer what was asked before the connection goes
-                await asyncio.wait(list(self.tasks), timeout=self.listener.settings.idle_timeout_s)
+                await asyncio.wait(list(self.tasks), timeout=self._answer_within_s)
             if not self.writer.is_closing():
                 self.io.close_notify()
             self.writer.close()
@@ -259,7 +266,8 @@ class _Connection:
         finally:
             self.finished.set()
 
-    def stop_reading(self) -> None:
+    def stop_reading(self, answer_within_s: float) -> None:
+        self._answer_within_s = answer_within_s
         if self._reading is not None:
             self._reading.cancel()
 
@@ -272,6 +280,9 @@ class _Connection:
                 await asyncio.sleep(ROOM_POLL_S)
             try:
                 data = await self._read_packet(settings.idle_timeout_s)
+            except _Stalled:
+                self.listener._count("idle_timeout")
+                return
             except TimeoutError:  # before OSError, its base class
                 if self.tasks:
                     continue  # waiting on our own answers is not idleness
@@ -295,9 +306,13 @@ class _Connection:
         length = int.from_bytes(header[2:4], "big")
         if length < HEADER_LENGTH or length > MAX_LENGTH:
             return None
-        # The rest of a packet whose header came is not idleness, but it is bounded.
-        async with asyncio.timeout(timeout_s):
-            rest = await self.io.readexactly(length - 4)
+        # The rest of a packet whose header came is bounded too; a packet stalled half
+        # way cannot be waited past (the framing would be lost), so it ends the stream.
+        try:
+            async with asyncio.timeout(timeout_s):
+                rest = await self.io.readexactly(length - 4)
+        except TimeoutError as exc:
+            raise _Stalled from exc
         return header + rest
 
     def _received(self, data: bytes) -> None:
@@ -335,5 +350,11 @@ class _Connection:
         self._observe(data, started)
 
     def _send(self, data: bytes) -> None:
-        if not self.writer.is_closing():
+        if self.writer.is_closing():
+            return
+        try:
             self.io.write(data)
+        except (ssl.SSLError, OSError) as exc:  # the connection broke under the reply
+            log.info(
+                "radius.stream_write_failed", extra={"client": self.client.name, "error": str(exc)}
+            )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -353,9 +354,43 @@ async def test_an_idle_connection_is_closed(certs: Certs) -> None:
         assert count("idle_timeout") == idle + 1
 
 
-def _replace(config: RadiusConfig, **changes: Any) -> RadiusConfig:
-    import dataclasses
+async def test_a_packet_stalled_half_way_ends_the_connection(certs: Certs) -> None:
+    config = radius_config(certs)
+    tcp = dataclasses.replace(config.tcp, idle_timeout_s=1.0)
+    async with front_running(_replace(config, tcp=tcp), accept_every_access) as front:
+        idle = count("idle_timeout", "tcp")
+        reader, writer = await connect_tcp(front, "tcp-auth")
+        writer.write(access_request(1, UDP_SECRET)[:30])  # the header says more is coming
+        assert await closed(reader)
+        assert count("idle_timeout", "tcp") == idle + 1
 
+
+async def test_past_max_in_flight_a_connection_is_not_read_until_room_frees(
+    certs: Certs,
+) -> None:
+    release = asyncio.Event()
+    processed: list[int] = []
+
+    async def slow(
+        data: bytes, client: Client, addr: tuple[Any, ...], port: str = "auth"
+    ) -> bytes | None:
+        processed.append(data[1])
+        await release.wait()
+        return await accept_every_access(data, client, addr, port)
+
+    config = _replace(radius_config(certs), max_in_flight=1)
+    async with front_running(config, slow) as front:
+        reader, writer = await connect_tcp(front, "tcp-auth")
+        writer.write(access_request(1, UDP_SECRET) + access_request(2, UDP_SECRET))
+        await _until(lambda: processed == [1])
+        await asyncio.sleep(0.2)
+        assert processed == [1]  # the second waits unread: nothing dropped, nothing extra
+        release.set()
+        answered = {decode_reply(await read_packet(reader)).identifier for _ in range(2)}
+        assert answered == {1, 2} and processed == [1, 2]
+
+
+def _replace(config: RadiusConfig, **changes: Any) -> RadiusConfig:
     return dataclasses.replace(config, **changes)
 
 
