@@ -20,7 +20,7 @@ import uvloop
 from gateway.config import RadiusClientConfig, RadiusConfig, RadiusTcpConfig, RadiusTlsConfig
 from gateway.core import metrics
 from gateway.radius.auth import verify_reply
-from gateway.radius.clients import Client
+from gateway.radius.clients import Client, ClientTable
 from gateway.radius.codec import PacketCode, decode_reply, decode_request, encode_reply
 from gateway.radius.codec import encode_request as encode
 from gateway.radius.server import RadiusFront
@@ -388,6 +388,23 @@ async def test_past_max_in_flight_a_connection_is_not_read_until_room_frees(
         release.set()
         answered = {decode_reply(await read_packet(reader)).identifier for _ in range(2)}
         assert answered == {1, 2} and processed == [1, 2]
+
+
+async def test_a_reload_reaches_new_connections_and_spares_open_ones(certs: Certs) -> None:
+    async with front_running(radius_config(certs), accept_every_access) as front:
+        context = tls_client(certs, certs.client("switch-1"))
+        reader, writer = await connect_tls(front, context)
+        renamed = RadiusClientConfig(
+            name="sw-renamed", address="127.0.0.1", secret="x", tls_identity="switch-9"
+        )
+        front.replace_clients(ClientTable.from_config((renamed,)))
+        writer.write(access_request(1, RADSEC))  # open: still the client it matched
+        assert decode_reply(await read_packet(reader)).get("Reply-Message") == "sw-tls"
+        mismatched = count("identity_mismatch")
+        reader, writer = await connect_tls(front, context)  # new: the new table decides
+        writer.write(access_request(2, RADSEC))
+        assert await closed(reader)
+        assert count("identity_mismatch") == mismatched + 1
 
 
 def _replace(config: RadiusConfig, **changes: Any) -> RadiusConfig:
