@@ -7,10 +7,10 @@ uses and write its reply on the same connection. No RADIUS logic beyond the head
 
 What differs from UDP, and why:
 - Framing: a Length below 20 or above 4096 cannot be resynchronised, so the
-  connection is closed and counted (RFC 6613 section 2.6.4); so is a stranger.
-- Duplicates: a client never retransmits on the same connection (RFC 6613 section
-  2.6.1), so a copy is known by (identifier, authenticator) on its connection only;
-  a copy in progress is dropped, an answered one gets the first reply again.
+  connection is closed and counted (RFC 6613 section 2.6); so is a stranger.
+- Duplicates: a client never retransmits on the same connection (RFC 6613), so a
+  copy is known by (identifier, authenticator) on its connection only; a copy in
+  progress is dropped, an answered one gets the first reply again.
 - Overload: past ``max_in_flight`` a connection is not read until room frees, rather
   than dropping: a dropped request on a stream is never retransmitted there, while
   an unread one waits in TCP's window and the client sees back-pressure.
@@ -36,7 +36,7 @@ from gateway.radius.tls import TlsStream, peer_names
 
 log = logging.getLogger(__name__)
 
-MAX_LENGTH = 4096  # RFC 2865 section 3, and the bound RFC 6613 section 2.6.4 enforces
+MAX_LENGTH = 4096  # RFC 2865 section 3; RFC 6613 section 2.6 closes on anything longer
 ACCOUNTING_REQUEST = 4
 REPLIES_KEPT = 256  # per connection: one identifier space
 ROOM_POLL_S = 0.005  # how often a connection held back by overload looks again
