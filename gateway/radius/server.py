@@ -118,6 +118,11 @@ class RadiusFront:
             plans.append((listener, tcp.bind, ports))
         if tls.enabled:
             context = server_context(tls)  # a bad file stops the start, naming the key
+            if not any(c.tls_identity for c in self.clients.clients):
+                log.warning(
+                    "radius.tls_no_clients",
+                    extra={"hint": "no [[radius.clients]] has a tls_identity: all are refused"},
+                )
             settings = StreamSettings(
                 "tls",
                 tls.max_connections,
