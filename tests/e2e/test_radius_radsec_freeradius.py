@@ -1,7 +1,8 @@
 """RADIUS/TLS end to end: radclient -> FreeRADIUS 3.2 (UDP, loopback) -> RadSec
 (home_server over TLS, deploy/freeradius/proxy-radsec.conf) -> the gateway's
 [radius.tls] port. The Access-Accept and the Accounting-Responses come back through
-the proxy, and the call is billed.
+the proxy, and the call is billed. And RADIUS/TCP (RFC 6613) the same way, with
+FreeRADIUS's home server over plain TCP to the gateway's [radius.tcp] ports.
 
 FreeRADIUS runs unprivileged in the foreground from its own copy of the packaged
 configuration, as tests/deploy/test_freeradius.py runs it; skipped when the binary
@@ -11,8 +12,10 @@ is missing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import shutil
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,7 +23,7 @@ import asyncpg
 import pytest
 
 from gateway.balance.keys import Keys
-from gateway.config import RadiusTlsConfig
+from gateway.config import RadiusTcpConfig, RadiusTlsConfig
 from gateway.core import metrics
 from tests.deploy.conftest import DEPLOY, tail
 from tests.deploy.test_freeradius import (
@@ -94,13 +97,9 @@ def radsec_folder(tmp_path: Path, certs: Certs, listen_port: int, gateway_port: 
     return folder
 
 
-@pytest.fixture
-async def radsec_proxy(radsec_gateway: Gateway, tmp_path: Path, certs: Certs) -> AsyncIterator[int]:
-    """FreeRADIUS proxying to the gateway's RadSec port; yields its UDP auth port."""
-    assert radsec_gateway.path.radius is not None
-    listen = port_pair()
-    folder = radsec_folder(tmp_path, certs, listen, radsec_gateway.path.radius.port("tls"))
-    log = tmp_path / "freeradius.log"
+@contextlib.asynccontextmanager
+async def freeradius(folder: Path, log: Path) -> AsyncIterator[None]:
+    """FreeRADIUS in the foreground on ``folder`` until the block ends (bounded waits)."""
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
             "freeradius", "-X", "-d", str(folder), stdout=out, stderr=out
@@ -113,7 +112,7 @@ async def radsec_proxy(radsec_gateway: Gateway, tmp_path: Path, certs: Certs) ->
         else:
             pytest.fail("freeradius did not start within 10 s")
         assert proc.returncode is None, tail(log)
-        yield listen
+        yield
     finally:
         print("--- freeradius log (tail) ---\n" + tail(log))
         proc.terminate()
@@ -122,6 +121,16 @@ async def radsec_proxy(radsec_gateway: Gateway, tmp_path: Path, certs: Certs) ->
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+@pytest.fixture
+async def radsec_proxy(radsec_gateway: Gateway, tmp_path: Path, certs: Certs) -> AsyncIterator[int]:
+    """FreeRADIUS proxying to the gateway's RadSec port; yields its UDP auth port."""
+    assert radsec_gateway.path.radius is not None
+    listen = port_pair()
+    folder = radsec_folder(tmp_path, certs, listen, radsec_gateway.path.radius.port("tls"))
+    async with freeradius(folder, tmp_path / "freeradius.log"):
+        yield listen
 
 
 async def test_a_call_through_freeradius_over_radsec_is_answered_and_billed(
@@ -170,3 +179,60 @@ async def test_a_refusal_comes_back_over_radsec(radsec_gateway: Gateway, radsec_
     )
     assert "Access-Reject" in out, out
     assert 'Reply-Message = "Zero balance"' in out
+
+
+def tcp_port_pair() -> int:
+    """A TCP port p with p + 1 free too (FreeRADIUS sends accounting to port + 1)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+            if port >= 65535:
+                continue
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    pytest.fail("no two consecutive free TCP ports")
+
+
+@pytest.fixture
+async def tcp_gateway(
+    database_url: str, redis_url: str, keys: Keys, tmp_path: Path, db_pool: asyncpg.Pool
+) -> AsyncIterator[Gateway]:
+    """The e2e gateway with [radius.tcp] on a free loopback port pair."""
+    config = gateway_config(database_url, redis_url, keys, str(tmp_path / "state"))
+    port = tcp_port_pair()
+    tcp = RadiusTcpConfig(enabled=True, bind=("127.0.0.1",), auth_port=port, acct_port=port + 1)
+    radius = dataclasses.replace(config.radius, tcp=tcp)
+    async with running(dataclasses.replace(config, radius=radius), db_pool) as gw:
+        yield gw
+
+
+async def test_a_call_through_freeradius_over_radius_tcp_is_answered(
+    tcp_gateway: Gateway, tmp_path: Path
+) -> None:
+    """RFC 6613 with a real client: FreeRADIUS's home server over plain TCP (the
+    UDP example's proxy.conf with proto = tcp), the gateway matching it by address."""
+    assert tcp_gateway.path.radius is not None
+    listen = port_pair()
+    folder = server_folder(tmp_path, listen, tcp_gateway.path.radius.port("tcp-auth"))
+    proxy = (folder / "proxy.conf").read_text()
+    (folder / "proxy.conf").write_text(substitute(proxy, [(r"^\tproto = udp$", "\tproto = tcp")]))
+    accepted = metrics.RADIUS_CONNECTION_EVENTS.labels("tcp", "accepted")._value.get()
+    customer = await tcp_gateway.customer(balance=10_000_000)
+    session = f"radtcp-{customer.account_id}"
+    call = (
+        f'User-Name = "{customer.extension}", Calling-Station-Id = "{customer.caller_id}", '
+        f'Called-Station-Id = "{DIALLED}", Acct-Session-Id = "{session}"'
+    )
+    async with freeradius(folder, tmp_path / "freeradius.log"):
+        code, out = await radclient(
+            listen, "auth", f'{call}, User-Password = "{customer.password}"'
+        )
+        assert code == 0 and "Access-Accept" in out, out
+        code, out = await radclient(listen + 1, "acct", f"{call}, Acct-Status-Type = Start")
+        assert code == 0 and "Accounting-Response" in out, out
+    assert metrics.RADIUS_CONNECTION_EVENTS.labels("tcp", "accepted")._value.get() > accepted
