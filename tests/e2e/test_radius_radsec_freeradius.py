@@ -38,9 +38,9 @@ from tests.tlscerts import Certs, make_certs
 
 PROXY_NAME = "freeradius-proxy"  # the CN of FreeRADIUS's client certificate
 
+FREERADIUS = shutil.which("freeradius") or shutil.which("freeradius", path="/usr/sbin:/sbin")
 pytestmark = pytest.mark.skipif(
-    shutil.which("freeradius", path="/usr/sbin:/usr/bin:/sbin") is None,
-    reason="the freeradius binary is missing (Debian package freeradius)",
+    FREERADIUS is None, reason="the freeradius binary is missing (Debian package freeradius)"
 )
 
 
@@ -101,8 +101,9 @@ def radsec_folder(tmp_path: Path, certs: Certs, listen_port: int, gateway_port: 
 async def freeradius(folder: Path, log: Path) -> AsyncIterator[None]:
     """FreeRADIUS in the foreground on ``folder`` until the block ends (bounded waits)."""
     with log.open("wb") as out:
+        assert FREERADIUS is not None
         proc = await asyncio.create_subprocess_exec(
-            "freeradius", "-X", "-d", str(folder), stdout=out, stderr=out
+            FREERADIUS, "-X", "-d", str(folder), stdout=out, stderr=out
         )
     try:
         for _ in range(100):
