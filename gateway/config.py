@@ -606,15 +606,19 @@ def _check_radius_transports(radius: RadiusConfig) -> None:
                 f"tls_identity, may go without), got ''"
             )
         if client.psk_identity or client.psk:
-            # Python's ssl gives a server no PSK at all before 3.13, and 3.13's
-            # set_psk_server_callback does not say which connection asked, so the
-            # identity could not be tied to the connection it authenticates.
+            # Python's ssl gives a server no PSK before 3.13. 3.13's callback sees the
+            # identity, but over TLS 1.3 the handshake fails while client certificates
+            # are required, and with them optional a wrong key falls back to a full
+            # handshake without a certificate, ssl not telling whether the PSK was used
+            # (tried on 3.13.0, OpenSSL 3.0): an identity could be claimed without its
+            # key. So it is refused, not half supported.
             have = hasattr(ssl.SSLContext, "set_psk_server_callback")
             runtime = f"Python {sys.version.split()[0]}"
             why = (
                 f"{runtime}'s ssl module has no TLS-PSK server support"
                 if not have
-                else "TLS-PSK is not supported by this gateway yet"
+                else f"TLS-PSK is not supported: {runtime}'s ssl cannot tell whether a "
+                "TLS 1.3 handshake used the key"
             )
             raise ConfigError(
                 f"{where}.psk_identity: {why}; give the switch a certificate (tls_identity) instead"

@@ -394,11 +394,13 @@ async def test_a_reload_reaches_new_connections_and_spares_open_ones(certs: Cert
     async with front_running(radius_config(certs), accept_every_access) as front:
         context = tls_client(certs, certs.client("switch-1"))
         reader, writer = await connect_tls(front, context)
+        writer.write(access_request(1, RADSEC))  # answered: the gateway admitted it
+        assert decode_reply(await read_packet(reader)).get("Reply-Message") == "sw-tls"
         renamed = RadiusClientConfig(
             name="sw-renamed", address="127.0.0.1", secret="x", tls_identity="switch-9"
         )
         front.replace_clients(ClientTable.from_config((renamed,)))
-        writer.write(access_request(1, RADSEC))  # open: still the client it matched
+        writer.write(access_request(2, RADSEC))  # open: still the client it matched
         assert decode_reply(await read_packet(reader)).get("Reply-Message") == "sw-tls"
         mismatched = count("identity_mismatch")
         reader, writer = await connect_tls(front, context)  # new: the new table decides
