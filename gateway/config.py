@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -232,7 +234,11 @@ class RadiusClientConfig:
 
     name: str = key("", "The switch's name: part of every call's identity and CDR.", nas_name)
     address: str = key("", "Source address or network the switch sends from.", network)
-    secret: str = key("", "Shared secret (RFC 2865).", non_empty)
+    secret: str = key(
+        "",
+        "Shared secret (RFC 2865) over UDP and TCP; may stay empty for a client that "
+        "only speaks RADIUS/TLS (tls_identity set).",
+    )
     profile: str = key(
         "cisco",
         "Attribute dialect: cisco (h323-* VSAs, Cisco-AVPair) or standard (Session-Timeout only).",
@@ -287,6 +293,68 @@ class RadiusClientConfig:
         "{ ZERO_BALANCE = 4, AGENT_CAP = 6 }.",
         reason_codes,
     )
+    tls_identity: str = key(
+        "",
+        "RADIUS/TLS: the name the switch's certificate must carry (a DNS, IP or URI "
+        "subjectAltName, or the subject CN), besides coming from address. Empty: the "
+        "switch may not use RADIUS/TLS.",
+    )
+    tls_secret: str = key(
+        "radsec",
+        "RADIUS/TLS: the shared secret inside the TLS connection (RFC 6614 section 2.3: radsec).",
+        non_empty,
+    )
+    psk_identity: str = key(
+        "",
+        "RADIUS/TLS with a pre-shared key instead of a certificate: the PSK identity. "
+        "Not available yet: config check refuses it (see README).",
+    )
+    psk: str = key("", "RADIUS/TLS-PSK: the key, in hex.")
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusTlsConfig:
+    """[radius.tls]: RADIUS over TLS (RadSec, RFC 6614): auth and accounting on one port."""
+
+    enabled: bool = key(False, "Listen for RADIUS/TLS.")
+    bind: tuple[str, ...] = key(("0.0.0.0", "::"), "Addresses to listen on.")
+    port: int = key(2083, "The RadSec port (2083).", port(allow_zero=True))
+    cert_file: str = key("", "The gateway's certificate (PEM, with its chain).")
+    key_file: str = key("", "The private key of cert_file (PEM).")
+    ca_file: str = key(
+        "",
+        "CA certificates (PEM) the switches' certificates must chain to; every "
+        "connection must present one (TLS 1.2 or newer).",
+    )
+    max_connections: int = key(
+        1000, "Connections open at once; beyond it new ones are closed and counted.", at_least(1)
+    )
+    idle_timeout_s: float = key(
+        300.0,
+        "A connection with no request for this long is closed (Status-Server keep-alives "
+        "count as requests).",
+        at_least(1),
+    )
+    handshake_timeout_s: float = key(
+        10.0, "A TLS handshake not finished within this is abandoned.", at_least(0.1)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusTcpConfig:
+    """[radius.tcp]: RADIUS over TCP (RFC 6613), clients matched by source address as
+    over UDP. No encryption: for trusted networks only; across networks use [radius.tls]."""
+
+    enabled: bool = key(False, "Listen for RADIUS/TCP.")
+    bind: tuple[str, ...] = key(("0.0.0.0", "::"), "Addresses to listen on.")
+    auth_port: int = key(1812, "Access-Request port.", port(allow_zero=True))
+    acct_port: int = key(1813, "Accounting-Request port.", port(allow_zero=True))
+    max_connections: int = key(
+        1000, "Connections open at once; beyond it new ones are closed and counted.", at_least(1)
+    )
+    idle_timeout_s: float = key(
+        300.0, "A connection with no request for this long is closed.", at_least(1)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +382,9 @@ class RadiusConfig:
         "With --workers > 1, spread each switch's requests over the workers by request "
         "(a switch sending from one port would otherwise load one worker only).",
     )
+    # Sub-tables: their keys are documented in their own classes.
+    tls: RadiusTlsConfig = field(default_factory=RadiusTlsConfig)
+    tcp: RadiusTcpConfig = field(default_factory=RadiusTcpConfig)
     clients: tuple[RadiusClientConfig, ...] = key(
         (), "The switches allowed to ask: [[radius.clients]] tables (see the end of this file)."
     )
@@ -563,6 +634,7 @@ def _check_whole(config: Config) -> None:
     for name in names:
         if names.count(name) > 1:
             raise ConfigError(f"radius.clients: two clients are named {name!r}")
+    _check_radius_transports(config.radius)
     if config.sip.enabled and config.sip.accounting_nas not in names:
         raise ConfigError(
             f"sip.accounting_nas: must name one of the [[radius.clients]] "
@@ -578,6 +650,43 @@ def _check_whole(config: Config) -> None:
             f"database.pool_min: must not exceed database.pool_max ({config.database.pool_max}), "
             f"got {config.database.pool_min}"
         )
+
+
+def _check_radius_transports(radius: RadiusConfig) -> None:
+    """Secrets and identities per transport, TLS files, and TLS-PSK (not available)."""
+    for i, client in enumerate(radius.clients):
+        where = f"radius.clients[{i}]"
+        if not client.secret and not client.tls_identity:
+            raise ConfigError(
+                f"{where}.secret: must not be empty (only a RADIUS/TLS client, with "
+                f"tls_identity, may go without), got ''"
+            )
+        if client.psk_identity or client.psk:
+            # Python's ssl gives a server no PSK before 3.13. 3.13's callback sees the
+            # identity, but over TLS 1.3 the handshake fails while client certificates
+            # are required, and with them optional a wrong key falls back to a full
+            # handshake without a certificate, ssl not telling whether the PSK was used
+            # (tried on 3.13.0, OpenSSL 3.0): an identity could be claimed without its
+            # key. So it is refused, not half supported.
+            have = hasattr(ssl.SSLContext, "set_psk_server_callback")
+            runtime = f"Python {sys.version.split()[0]}"
+            why = (
+                f"{runtime}'s ssl module has no TLS-PSK server support"
+                if not have
+                else f"TLS-PSK is not supported: {runtime}'s ssl cannot tell whether a "
+                "TLS 1.3 handshake used the key"
+            )
+            raise ConfigError(
+                f"{where}.psk_identity: {why}; give the switch a certificate (tls_identity) instead"
+            )
+    tls = radius.tls
+    if tls.enabled:
+        for name in ("cert_file", "key_file", "ca_file"):
+            value = getattr(tls, name)
+            if not value:
+                raise ConfigError(f"radius.tls.{name}: must be set when radius.tls is enabled")
+            if not Path(value).is_file():
+                raise ConfigError(f"radius.tls.{name}: file not found, got {value!r}")
 
 
 def effective_grant(grant: str, client: RadiusClientConfig) -> str:
@@ -627,11 +736,29 @@ def render(config: Config, *, with_docs: bool, mask: bool) -> str:
             lines.append(f"# {table.__doc__.strip()}")
         lines.append(f"[{section.name}]")
         nested = render_table(table, section.name, lines, with_docs=with_docs, mask=mask, env=True)
-        for where, items in nested:
-            for item in items:
-                lines += ["", f"[[{where}]]"]
-                render_table(item, where, lines, with_docs=False, mask=mask, env=False)
+        _render_nested(nested, lines, with_docs=with_docs, mask=mask)
     return "\n".join(lines) + "\n"
+
+
+def _render_nested(
+    nested: list[tuple[str, Any]], lines: list[str], *, with_docs: bool, mask: bool
+) -> None:
+    """Sub-tables ([radius.tls], with their docs and variables), then arrays of
+    tables ([[radius.clients]], documented once at the end of the example)."""
+    for where, value in nested:
+        if isinstance(value, tuple):
+            continue
+        lines.append("")
+        if with_docs and value.__doc__:
+            lines += [f"# {line.strip()}" for line in value.__doc__.strip().splitlines()]
+        lines.append(f"[{where}]")
+        render_table(value, where, lines, with_docs=with_docs, mask=mask, env=True)
+    for where, items in nested:
+        if not isinstance(items, tuple):
+            continue
+        for item in items:
+            lines += ["", f"[[{where}]]"]
+            render_table(item, where, lines, with_docs=False, mask=mask, env=False)
 
 
 def _client_example() -> str:

@@ -11,6 +11,7 @@ from dataclasses import field
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 SECRET_WORDS = ("password", "secret", "token")
+SECRET_NAMES = ("psk",)  # whole names: a word "psk" would also hide psk_identity
 
 
 class ConfigError(ValueError):
@@ -111,7 +112,8 @@ def env_name(section: str, name: str) -> str:
     """The environment variable that overrides ``section.name``."""
     if section == "service":
         return f"GATEWAY_{name.upper()}"
-    return f"GATEWAY_{section.upper()}_{name.upper()}"
+    # A sub-table's keys: [radius.tls] enabled -> GATEWAY_RADIUS_TLS_ENABLED.
+    return f"GATEWAY_{section.replace('.', '_').upper()}_{name.upper()}"
 
 
 def _coerce(where: str, hint: Any, value: Any, from_env: bool) -> Any:
@@ -185,7 +187,15 @@ def build_section(
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         where = f"{section}.{f.name}"
         variable = env_name(section, f.name)
-        if variable in env:
+        hint = hints[f.name]
+        value: Any
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            # A sub-table ([radius.tls]): its own keys, with their own variables.
+            sub = table.get(f.name, {})
+            if not isinstance(sub, Mapping):
+                raise ConfigError(f"{where}: must be a table, got {sub!r}")
+            value = build_section(where, hint, sub, env)
+        elif variable in env:
             value = _coerce(f"{where} (from {variable})", hints[f.name], env[variable], True)
         elif f.name in table:
             value = _coerce(where, hints[f.name], table[f.name], False)
@@ -201,7 +211,7 @@ def build_section(
 
 
 def _is_secret(name: str) -> bool:
-    return any(word in name for word in SECRET_WORDS)
+    return name in SECRET_NAMES or any(word in name for word in SECRET_WORDS)
 
 
 def mask_url(url: str) -> str:
@@ -247,12 +257,16 @@ def _masked(name: str, value: Any, mask: bool) -> Any:
 
 def render_table(
     table: Any, where: str, lines: list[str], *, with_docs: bool, mask: bool, env: bool
-) -> list[tuple[str, tuple[Any, ...]]]:
-    """Write a table's keys; return its sub-table arrays to write after it."""
-    nested: list[tuple[str, tuple[Any, ...]]] = []
+) -> list[tuple[str, Any]]:
+    """Write a table's keys; return its sub-tables (one dataclass) and arrays of
+    tables (a tuple of them) to write after it."""
+    nested: list[tuple[str, Any]] = []
     for f in dataclasses.fields(table):
         value = getattr(table, f.name)
         if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            nested.append((f"{where}.{f.name}", value))
+            continue
+        if dataclasses.is_dataclass(value):
             nested.append((f"{where}.{f.name}", value))
             continue
         if with_docs:

@@ -52,6 +52,19 @@ RADIUS_IN_FLIGHT = Gauge(
     "RADIUS requests being processed now.",
     multiprocess_mode="livesum",
 )
+RADIUS_CONNECTIONS = Gauge(
+    "gateway_radius_connections_open",
+    "RADIUS/TCP and RADIUS/TLS connections open now, by transport.",
+    ["transport"],
+    multiprocess_mode="livesum",
+)
+RADIUS_CONNECTION_EVENTS = Counter(
+    "gateway_radius_connections_total",
+    "RADIUS/TCP and RADIUS/TLS connections by transport and result: accepted; refused "
+    "(tls_handshake_failed, unknown_client, identity_mismatch, too_many); or closed by "
+    "the gateway (bad_framing, idle_timeout).",
+    ["transport", "result"],
+)
 AUTHZ_DECISIONS = Counter(
     "gateway_authz_decisions_total",
     "Call authorization decisions, by result (accept or the refusal reason).",
@@ -210,6 +223,16 @@ RADIUS_DROP_REASONS = (
     "malformed_bad_user_password",
 )
 RADIUS_DUPLICATE_OUTCOMES = ("resent", "in_progress")
+RADIUS_STREAM_TRANSPORTS = ("tcp", "tls")
+RADIUS_CONNECTION_RESULTS = (
+    "accepted",
+    "tls_handshake_failed",
+    "unknown_client",
+    "identity_mismatch",
+    "too_many",
+    "bad_framing",
+    "idle_timeout",
+)
 RADIUS_PORT_KINDS = ("auth", "acct")
 DISCONNECT_ANSWERS = ("ack", "nak", "timeout")
 UNRESERVED_OUTCOMES = ("disconnected", "running")
@@ -265,6 +288,14 @@ def prime_radius(clients: tuple[str, ...]) -> None:
         for outcome in UNRESERVED_OUTCOMES:
             child(UNRESERVED_CALLS, client, outcome)
         child(OVERRUN_SECONDS, client)
+
+
+def prime_radius_streams(transports: tuple[str, ...]) -> None:
+    """The connection families of the RADIUS/TCP and RADIUS/TLS listeners that run."""
+    for transport in transports:
+        child(RADIUS_CONNECTIONS, transport)
+        for result in RADIUS_CONNECTION_RESULTS:
+            child(RADIUS_CONNECTION_EVENTS, transport, result)
 
 
 def prime_sip(answers: tuple[tuple[str, str], ...]) -> None:

@@ -15,6 +15,8 @@ from gateway.radius.clients import ClientTable
 from gateway.radius.dedup import ReplyCache
 from gateway.radius.listener import Endpoint, RadiusProtocol, open_socket
 from gateway.radius.process import RadiusProcess
+from gateway.radius.stream import StreamListener, StreamSettings
+from gateway.radius.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,15 @@ class RadiusFront:
         self.drain_timeout_s = drain_timeout_s
         self.protocols: list[RadiusProtocol] = []
         self.transports: list[asyncio.DatagramTransport] = []
-        self.endpoints: dict[str, list[Endpoint]] = {"auth": [], "acct": []}
+        # auth, acct (UDP); tcp-auth, tcp-acct (RFC 6613); tls (RFC 6614, both kinds)
+        self.endpoints: dict[str, list[Endpoint]] = {
+            "auth": [],
+            "acct": [],
+            "tcp-auth": [],
+            "tcp-acct": [],
+            "tls": [],
+        }
+        self.streams: list[StreamListener] = []
         self._in_flight = [0]
         self._sampler: asyncio.Task[None] | None = None
 
@@ -81,15 +91,68 @@ class RadiusFront:
                 self.protocols.append(protocol)
                 self.transports.append(transport)
                 self.endpoints[kind].append(endpoint)
+        await self._start_streams()
         self._sampler = asyncio.create_task(self._sample_in_flight(), name="radius-in-flight")
         log.info(
             "radius.listening",
             extra={
-                "auth": [f"[{e.host}]:{e.port}" for e in self.endpoints["auth"]],
-                "acct": [f"[{e.host}]:{e.port}" for e in self.endpoints["acct"]],
+                **{
+                    kind: [f"[{e.host}]:{e.port}" for e in endpoints]
+                    for kind, endpoints in self.endpoints.items()
+                    if endpoints or kind in ("auth", "acct")
+                },
                 "clients": [c.name for c in self.clients.clients],
             },
         )
+
+    async def _start_streams(self) -> None:
+        """RADIUS/TCP and RADIUS/TLS listeners, when configured."""
+        tcp, tls = self.config.tcp, self.config.tls
+        plans: list[tuple[StreamListener, tuple[str, ...], list[tuple[str, int, str]]]] = []
+        if tcp.enabled:
+            settings = StreamSettings(
+                "tcp", tcp.max_connections, tcp.idle_timeout_s, self.config.max_in_flight
+            )
+            listener = StreamListener(settings, self.clients, self.process.handle, self._in_flight)
+            ports = [("tcp-auth", tcp.auth_port, "auth"), ("tcp-acct", tcp.acct_port, "acct")]
+            plans.append((listener, tcp.bind, ports))
+        if tls.enabled:
+            context = server_context(tls)  # a bad file stops the start, naming the key
+            if not any(c.tls_identity for c in self.clients.clients):
+                log.warning(
+                    "radius.tls_no_clients",
+                    extra={"hint": "no [[radius.clients]] has a tls_identity: all are refused"},
+                )
+            settings = StreamSettings(
+                "tls",
+                tls.max_connections,
+                tls.idle_timeout_s,
+                self.config.max_in_flight,
+                tls.handshake_timeout_s,
+            )
+            listener = StreamListener(
+                settings, self.clients, self.process.handle, self._in_flight, context
+            )
+            # One port for both (RFC 6614): a Status-Server there is answered Access-Accept.
+            plans.append((listener, tls.bind, [("tls", tls.port, "auth")]))
+        metrics.prime_radius_streams(tuple(p[0].settings.transport for p in plans))
+        for listener, binds, ports in plans:
+            self.streams.append(listener)
+            for name, port, kind in ports:
+                for host in binds:
+                    try:
+                        endpoint = await listener.listen(host, port, kind)
+                    except OSError as exc:
+                        if ":" in host and exc.errno in _NO_IPV6 and len(binds) > 1:
+                            log.warning(
+                                "radius.ipv6_unavailable", extra={"bind": host, "error": str(exc)}
+                            )
+                            continue
+                        await self.stop()
+                        raise OSError(
+                            f"radius {name}: cannot listen on [{host}]:{port}: {exc}"
+                        ) from exc
+                    self.endpoints[name].append(endpoint)
 
     async def hangup(self, reach: str) -> None:
         """Tell a switch to end a call (``Calls.hangup``): a Disconnect-Request to its
@@ -129,11 +192,16 @@ class RadiusFront:
             self._sampler = None
         for protocol in self.protocols:
             protocol.accepting = False  # no new requests from here on
+        # Connections drain alongside the datagrams: each answers its own, then closes.
+        streams = [asyncio.create_task(s.stop(self.drain_timeout_s)) for s in self.streams]
         pending = [t for p in self.protocols for t in p.tasks]
         if pending:
             _done, late = await asyncio.wait(pending, timeout=self.drain_timeout_s)
             if late:
                 log.error("radius.drain_timeout", extra={"unfinished": len(late)})
+        if streams:
+            await asyncio.gather(*streams)
+        self.streams.clear()
         for transport in self.transports:
             transport.close()  # after the drained requests were answered
         self.transports.clear()
@@ -145,13 +213,17 @@ class RadiusFront:
         self.clients = clients
         for protocol in self.protocols:
             protocol.clients = clients
+        for stream in self.streams:
+            stream.clients = clients  # open connections keep the client they matched
         metrics.prime_radius(tuple(c.name for c in clients.clients))
         log.info("radius.clients_reloaded", extra={"clients": [c.name for c in clients.clients]})
         self.log_grant_modes()
 
     def listening(self) -> bool:
-        return bool(self.transports) and not any(t.is_closing() for t in self.transports)
+        udp = bool(self.transports) and not any(t.is_closing() for t in self.transports)
+        return udp and all(s.listening() for s in self.streams)
 
     def port(self, kind: str) -> int:
-        """The port actually bound for ``kind`` (useful with port 0 in tests)."""
+        """The port actually bound for ``kind`` (auth, acct, tcp-auth, tcp-acct, tls;
+        useful with port 0 in tests)."""
         return self.endpoints[kind][0].port

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,49 @@ def test_config_check_says_which_switches_hold_whole_grants(
 def test_slice_bounds_are_checked() -> None:
     with pytest.raises(ConfigError, match=r"balance\.slice_min_s"):
         from_mapping({"balance": {"slice_min_s": 400, "slice_s": 300}})
+
+
+def test_radius_tls_and_tcp_sub_tables(tmp_path: Path) -> None:
+    cert = tmp_path / "gw.pem"
+    cert.write_text("not checked here: the front loads it")
+    loaded = from_mapping(
+        {
+            "radius": {
+                "tls": {"enabled": True, "cert_file": str(cert), "key_file": str(cert)},
+                "tcp": {"enabled": True, "auth_port": 11812},
+                "clients": [
+                    # A RADIUS/TLS-only switch needs no UDP secret.
+                    {"name": "tls-only", "address": "192.0.2.1", "tls_identity": "sw.example"}
+                ],
+            }
+        },
+        env={"GATEWAY_RADIUS_TLS_CA_FILE": str(cert), "GATEWAY_RADIUS_TLS_PORT": "12083"},
+    )
+    assert loaded.radius.tls.enabled and loaded.radius.tls.port == 12083
+    assert loaded.radius.tls.ca_file == str(cert)
+    assert loaded.radius.tcp.auth_port == 11812 and loaded.radius.tcp.acct_port == 1813
+    assert loaded.radius.clients[0].tls_secret == "radsec"
+    again = tmp_path / "again.toml"
+    again.write_text(cfg.render(loaded, with_docs=True, mask=False))
+    assert load(str(again), env={}) == loaded
+
+
+@pytest.mark.parametrize(
+    ("radius", "message"),
+    [
+        ({"tls": {"enabled": True}}, "radius.tls.cert_file: must be set"),
+        (
+            {"tls": {"enabled": True, "cert_file": "/nope", "key_file": "/x", "ca_file": "/y"}},
+            "radius.tls.cert_file: file not found",
+        ),
+        (
+            {"clients": [{"name": "a", "address": "::1", "secret": "s", "psk_identity": "a"}]},
+            "radius.clients[0].psk_identity: ",
+        ),
+        ({"clients": [{"name": "a", "address": "::1"}]}, "radius.clients[0].secret"),
+        ({"tcp": {"colour": 1}}, "radius.tcp.colour: unknown key"),
+    ],
+)
+def test_bad_radius_transport_config_names_the_key(radius: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        from_mapping({"radius": radius})
