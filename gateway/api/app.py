@@ -12,6 +12,7 @@ from gateway.api.endpoints import auth, billing, call_rules, cdrs, customers, mo
 from gateway.api.portal import billing as portal_billing
 from gateway.api.portal import customers as portal_customers
 from gateway.api.portal import reports, session, views
+from gateway.api.portal import rules as portal_rules
 from gateway.api.portal import tickets as portal_tickets
 
 API_TITLE = "gateway management API"
@@ -35,6 +36,7 @@ def create_app(ctx: ManagementContext) -> FastAPI:
     app.include_router(views.router)
     app.include_router(reports.router)
     app.include_router(portal_customers.router)
+    app.include_router(portal_rules.router)
     app.include_router(portal_billing.router)
     app.include_router(portal_tickets.router)
 
