@@ -106,8 +106,11 @@ class Calls:
         routes: RouteSource | None = None,
         default_route: Sequence[Gateway] = (),
         fraud: FraudGuard | None = None,
+        spend_agents: int = 100,
     ) -> None:
         self.directory = directory
+        self.spend_agents = spend_agents  # label values of gateway_spend_micros_total
+        self._spend_labels: dict[int, str] = {}
         self.fraud = fraud if fraud is not None and fraud.enabled else None
         self.rates = rates
         self.balance = balance
@@ -348,6 +351,10 @@ class Calls:
                     "billed": not policy.overrun_cap,
                 },
             )
+        if not settled.duplicate and settled.costs_micros[0]:
+            metrics.child(metrics.SPEND, self._spend_label(ref.root_id)).inc(
+                settled.costs_micros[0]
+            )
         if self.fraud is not None and not settled.duplicate and duration_s > 0:
             caller = self._identify(party, policy, accounting=True)
             if not isinstance(caller, Refusal):
@@ -493,6 +500,14 @@ class Calls:
         return ended
 
     # -- helpers ----------------------------------------------------------------------
+
+    def _spend_label(self, root_id: int) -> str:
+        label = self._spend_labels.get(root_id)
+        if label is None:
+            if len(self._spend_labels) >= self.spend_agents:
+                return "other"
+            label = self._spend_labels[root_id] = str(root_id)
+        return label
 
     def _unrated(self, account_id: int) -> None:
         account = self.directory.account(account_id)

@@ -175,6 +175,12 @@ WEBHOOKS = Counter(
     "Webhook POSTs, by outcome (sent, failed: will retry, gave_up: max attempts reached).",
     ["outcome"],
 )
+SPEND = Counter(
+    "gateway_spend_micros_total",
+    "What customers were billed for calls, in their micro-units, per top-level agent "
+    "(the first metrics.top_agents seen; the rest as 'other'): rate() is its spend rate.",
+    ["agent"],
+)
 FRAUD_BLOCKS = Counter(
     "gateway_fraud_blocks_total",
     "Accounts disabled by a velocity check, by rule (new_countries, unrated_attempts, "

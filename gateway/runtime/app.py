@@ -249,6 +249,7 @@ class CallPath:
             self.rates,
             self.balance,
             fraud=fraud,
+            spend_agents=cfg.metrics.top_agents,
             waiter=self.committer if waits else None,
             commit_wait_s=cfg.committer.commit_wait_s if waits else 0.0,
             routes=self.routes,

@@ -8,6 +8,7 @@ import asyncpg
 import httpx
 
 from gateway.agents.context import ManagementContext
+from tests import factories
 from tests.api.world import World, headers
 
 
@@ -131,3 +132,44 @@ async def test_a_fraud_block_shows_why_and_its_agents_unblock_starts_afresh(
     assert (body["status"], body["disabled_reason"], body["disabled_detail"]) == ("active", "", "")
     assert await ctx.redis.hget(key, "vh") is None  # the hour's counts forgiven
     assert await ctx.redis.hgetall(countries) == {b"49": b"0", b"881": b"0"}  # known, not new
+
+
+async def test_the_margin_report_names_the_prefixes_sold_below_cost(
+    api: httpx.AsyncClient, world: World, db_pool: asyncpg.Pool
+) -> None:
+    async with db_pool.acquire() as conn:
+        cost = await factories.rate_group(
+            conn, [factories.rate(10_000, prefix="44"), factories.rate(50_000, prefix="4478")]
+        )
+        sell = await factories.rate_group(
+            conn, [factories.rate(12_000, prefix="44"), factories.rate(45_000, prefix="447")]
+        )
+        agent = await factories.account(
+            conn,
+            kind="agent",
+            mode="wholesale",
+            balance=1,
+            rate_group_id=cost,
+            parent=world.agent_a,
+        )
+        await factories.account(conn, parent=agent, balance=1, rate_group_id=sell)
+    admin = await headers(api, world, "admin")
+    reply = await api.get(f"/api/v1/accounts/{agent}/margin-report", headers=admin)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["below_cost"] == 1
+    (group,) = body["groups"]
+    assert (group["rate_group_id"], group["accounts"], group["compared"]) == (sell, 1, 3)
+    (loss,) = group["below"]
+    assert (loss["prefix"], loss["margin_micros"]) == ("4478", -5_000)
+    wanting = await api.get(
+        f"/api/v1/accounts/{agent}/margin-report",
+        params={"min_margin_micros": 5_000},
+        headers=admin,
+    )
+    assert [m["prefix"] for m in wanting.json()["groups"][0]["below"]] == ["44", "4478"]
+    agent_b = await headers(api, world, "agent_b")
+    other = await api.get(f"/api/v1/accounts/{agent}/margin-report", headers=agent_b)
+    assert other.status_code == 404
+    customer = await api.get(f"/api/v1/accounts/{world.a1}/margin-report", headers=admin)
+    assert customer.status_code == 404  # not an agent

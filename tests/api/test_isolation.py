@@ -77,6 +77,7 @@ MANAGERS_FIELD: Final[dict[str, Outcome]] = {"agent_a": 422, "agent_a1": 422, "a
 
 RESOURCES: Final[dict[str, tuple[dict[str, str], ...]]] = {
     "account": ({"account_id": "b1"}, {"account_id": "agent_b"}, {"account_id": "b_sub"}),
+    "wholesale_agent": ({"account_id": "b_sub"},),
     "customer": ({"customer_id": "b1"},),
     "caller_id": ({"caller_id": "b1_caller_id"},),
     "extension": ({"extension_id": "b1_extension"},),
@@ -111,6 +112,7 @@ ROUTES: Final[dict[tuple[str, str], Route]] = {
         "account", HIDDEN, {"block_prefixes": ["881"]}
     ),
     ("DELETE", f"{V1}/accounts/{{account_id}}/call-rules"): Route("account", HIDDEN),
+    ("GET", f"{V1}/accounts/{{account_id}}/margin-report"): Route("wholesale_agent", HIDDEN),
     ("PATCH", f"{V1}/customers/{{customer_id}}"): Route("customer", HIDDEN, {"name": "probe"}),
     ("DELETE", f"{V1}/customers/{{customer_id}}"): Route("customer", HIDDEN),
     # caller-IDs and extensions (numbers.py: the account check comes before the role check)

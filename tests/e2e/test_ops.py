@@ -111,6 +111,8 @@ async def test_metrics_count_a_call_flow(gateway: Gateway) -> None:
     assert moved("gateway_authz_decisions_total", result="BAD_PASSWORD") == 1
     assert moved("gateway_radius_request_seconds_count", type="auth") == 2
     assert moved("gateway_radius_request_seconds_count", type="acct") == 2
+    # 61 s at 0.06/min in whole minutes: the customer billed 0.12 in the agent's tree.
+    assert moved("gateway_spend_micros_total", agent=str(c.agent_id)) == 120_000
     assert sample(after, "gateway_settlement_backlog") == 0
     assert sample(after, "gateway_calls_active", agent=str(c.agent_id)) == 0
     assert "process_cpu_seconds_total" in after

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncpg
 from playwright.async_api import Page
 
+from tests import factories
 from tests.api.world import World
 from tests.portal.conftest import log_in, screenshot
 from tests.portal.test_customers import accept_confirms
@@ -82,3 +83,24 @@ async def test_a_customer_sees_its_rules_but_cannot_change_them(
     await page.fill("input[name=block]", "44")
     await page.click("#rules button[type=submit]")
     assert "set by the account above" in await page.locator("main").inner_text()
+
+
+async def test_the_dashboard_warns_a_reseller_selling_below_its_cost(
+    page: Page, portal_url: str, world: World, db_pool: asyncpg.Pool
+) -> None:
+    async with db_pool.acquire() as conn:
+        dearer = await factories.rate_group(conn, [factories.rate(70_000, prefix="44")])
+        await conn.execute(
+            "UPDATE accounts SET rate_group_id = $2 WHERE id = $1", world.agent_a, dearer
+        )
+    await log_in(page, portal_url, world, "agent_a")
+    await page.goto(f"{portal_url}/portal")
+    warning = await page.locator("#margin-warning").inner_text()
+    assert "below your own cost" in warning
+    row = await page.locator("#margins tr[data-prefix='44']").inner_text()
+    assert "0.0600 USD" in row and "0.0700 USD" in row and "-0.0100 USD" in row
+    await screenshot(page, "margin-warning")
+    # A reseller selling above cost sees no warning.
+    await log_in(page, portal_url, world, "agent_a1")
+    await page.goto(f"{portal_url}/portal")
+    assert await page.locator("#margin-warning").count() == 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.agents import call_rules
+from gateway.agents import call_rules, margins
 from gateway.agents.call_rules import Rules, RulesView
 from gateway.api.deps import Ctx, User
 from gateway.db import BIGINT_MAX, INTEGER_MAX
@@ -120,3 +120,69 @@ async def delete_call_rules(account_id: Id, ctx: Ctx, user: User) -> Response:
     """Remove the account's own call rules (rules above it still apply)."""
     await call_rules.clear_rules(ctx, user, account_id)
     return Response(status_code=204)
+
+
+class MarginOut(BaseModel):
+    prefix: str
+    destination: str
+    sell_micros: int = Field(description="Per minute, what the accounts below pay")
+    cost_micros: int = Field(description="Per minute, what the agent pays")
+    margin_micros: int
+    sell_prefix: str
+    cost_prefix: str
+
+
+class GroupMarginsOut(BaseModel):
+    rate_group_id: int
+    rate_group_name: str
+    accounts: int
+    compared: int = Field(description="Prefixes priced on both sides")
+    below: list[MarginOut] = Field(description="Prefixes under cost (+ min_margin), at most 1000")
+
+
+class MarginReportOut(BaseModel):
+    account_id: int
+    cost_rate_group_id: int
+    min_margin_micros: int
+    below_cost: int = Field(description="How many prefixes are under cost: 0 is all well")
+    groups: list[GroupMarginsOut]
+
+
+@router.get(
+    "/accounts/{account_id}/margin-report", response_model=MarginReportOut, responses=ERRORS
+)
+async def margin_report(
+    account_id: Id,
+    ctx: Ctx,
+    user: User,
+    min_margin_micros: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
+) -> MarginReportOut:
+    """Where a wholesale agent's accounts below buy for less than it pays (per prefix)."""
+    found = await margins.report(ctx, user, account_id, min_margin_micros)
+    return MarginReportOut(
+        account_id=found.account_id,
+        cost_rate_group_id=found.cost_rate_group_id,
+        min_margin_micros=found.min_margin_micros,
+        below_cost=found.below_cost,
+        groups=[
+            GroupMarginsOut(
+                rate_group_id=g.rate_group_id,
+                rate_group_name=g.rate_group_name,
+                accounts=g.accounts,
+                compared=g.compared,
+                below=[
+                    MarginOut(
+                        prefix=m.prefix,
+                        destination=m.destination,
+                        sell_micros=m.sell_micros,
+                        cost_micros=m.cost_micros,
+                        margin_micros=m.margin_micros,
+                        sell_prefix=m.sell_prefix,
+                        cost_prefix=m.cost_prefix,
+                    )
+                    for m in g.below
+                ],
+            )
+            for g in found.groups
+        ],
+    )

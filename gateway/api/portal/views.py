@@ -99,7 +99,12 @@ async def _dashboard_data(portal: Portal) -> dict[str, Any]:
     account = await portal.get("/api/v1/me/account")
     news = await portal.get("/api/v1/announcements", limit=20, sort="published_at", order="desc")
     requests = await portal.get("/api/v1/me/add-funds-requests", limit=10)
+    margins = None
+    if account.ok and account.body.get("billing_mode") == "wholesale":
+        report = await portal.get(f"/api/v1/accounts/{account.body['id']}/margin-report")
+        margins = report.body if report.ok else None
     return {
+        "margins": margins,
         "account": account.body if account.ok else None,
         "announcements": news.body.get("items", []) if news.ok else [],
         "funds_requests": requests.body.get("items", []) if requests.ok else [],
