@@ -173,10 +173,15 @@ async def test_a_stolen_extension_burst_is_cut_off_within_its_first_attempts(
     assert "CPS_LIMIT" in run.output or run.returncode != 0
 
 
-async def test_an_hourly_spend_cap_limits_the_grant_over_radius(gw: Gateway) -> None:
+async def test_an_hourly_spend_cap_limits_the_grant_over_radius_and_sip(
+    gw: Gateway, tmp_path: Path
+) -> None:
     c = await _customer(gw)
     await _rules(gw, c.account_id, max_spend_hour_micros=300_000)  # 5 minutes at 0.06
     out = await _ask(gw, c, f"cap-{c.account_id}")
     assert "Access-Accept" in out and "Session-Timeout = 300" in out, out
     out = await _ask(gw, c, f"cap2-{c.account_id}")
     assert "Access-Reject" in out and "Hourly spend limit reached" in out, out
+    assert gw.path.sip is not None
+    run = await sipp("uac_402.xml", gw.path.sip.port(), tmp_path, caller=c.extension, number=NUMBER)
+    assert run.returncode == 0 and run.successful == 1, run.output  # 402, SPEND_CAP_HOUR
