@@ -88,6 +88,16 @@ async def _ask(gw: Gateway, c: Customer, number: str, session: str) -> str:
     return out
 
 
+async def _directory_sees(gw: Gateway, c: Customer, status: str) -> None:
+    assert gw.path.directory is not None
+    for _ in range(200):
+        account = gw.path.directory.account(c.account_id)
+        if account is not None and account.status == status:
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"the directory did not see the account {status}")
+
+
 async def _blocked(gw: Gateway, c: Customer) -> asyncpg.Record:
     for _ in range(200):
         row = await gw.pool.fetchrow(
@@ -124,6 +134,7 @@ async def test_attempts_to_unrated_numbers_disable_the_customer_and_tell_everyon
             out = await _ask(gw, c, f"0088216{i:06d}", f"probe-{c.account_id}-{i}")
             assert "Destination not allowed" in out, out
         row = await _blocked(gw, c)
+        await _directory_sees(gw, c, "disabled")  # before the unblock below, not after
         assert row["disabled_reason"] == "fraud"
         assert row["disabled_detail"].startswith("unrated_attempts: 4 attempts"), row
         # Refused at once: Redis has the status (no waiting for the directory).
@@ -159,8 +170,9 @@ async def test_attempts_to_unrated_numbers_disable_the_customer_and_tell_everyon
             "disabled_detail = '', disabled_at = NULL WHERE id = $1",
             c.account_id,
         )
-        assert gw.path.balance is not None
+        assert gw.path.balance is not None and gw.path.directory is not None
         await gw.path.balance.mirror.sync(c.account_id)
+        await _directory_sees(gw, c, "active")
         await forgive(gw.path.balance.pipeliner.client, gw.config_keys, c.agent_id, c.account_id)
         assert "Access-Accept" in await _ask(gw, c, "004930123456", f"again-{c.account_id}")
         out = await _ask(gw, c, "0088216999999", f"again-probe-{c.account_id}")
