@@ -29,13 +29,18 @@ _IDENTITY = (
     "Calling-Station-Id",
     "Called-Station-Id",
 )
+# A Cisco gateway finds the call of a Packet of Disconnect by its conference id and
+# leg; without them it NAKs. Copied as the switch wrote them (``h323-conf-id=...``
+# inside vendor 9), so the request reads back exactly as the switch's own VSA.
+_CISCO_IDENTITY = ("h323-conf-id", "h323-call-origin")
+_PROFILE_IDENTITY: dict[str, tuple[str, ...]] = {"cisco": _IDENTITY + _CISCO_IDENTITY}
 
 
-def identity(request: Packet) -> list[tuple[str, str | int]]:
-    """The attributes of ``request`` that identify its call to the switch."""
+def identity(request: Packet, profile: str = "standard") -> list[tuple[str, str | int]]:
+    """The attributes of ``request`` that identify its call to a switch of ``profile``."""
     return [
         (name, value)
-        for name in _IDENTITY
+        for name in _PROFILE_IDENTITY.get(profile, _IDENTITY)
         if name in request and isinstance(value := request.get(name), str | int)
     ]
 
@@ -45,7 +50,9 @@ def reach(client: Client, addr: tuple[Any, ...], request: Packet) -> str:
     switch, where it sent from, and the call's identity; '' when it has no CoA port."""
     if not client.coa_port:
         return ""
-    return json.dumps([client.name, str(addr[0]), identity(request)], separators=(",", ":"))
+    return json.dumps(
+        [client.name, str(addr[0]), identity(request, client.profile)], separators=(",", ":")
+    )
 
 
 def parse_reach(text: str) -> tuple[str, str, list[tuple[str, str | int]]]:

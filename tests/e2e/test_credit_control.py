@@ -49,6 +49,13 @@ COA_CLIENT = {
     "profile": "standard",
     "coa_port": COA_PORT,
 }
+CISCO_COA_CLIENT = {
+    "name": "cisco-coa",
+    "address": "127.0.0.5",
+    "secret": SECRET,
+    "profile": "cisco",
+    "coa_port": COA_PORT,
+}
 LEGS_CLIENT = {
     "name": "cisco-legs",
     "address": "127.0.0.1",
@@ -77,7 +84,7 @@ async def credit_gateway(
             "setup_timeout_s": 2,
             "sweep_interval_s": 0.2,
         },
-        clients=[COA_CLIENT, LEGS_CLIENT],
+        clients=[COA_CLIENT, CISCO_COA_CLIENT, LEGS_CLIENT],
     )
     async with running(config, db_pool) as gw:
         yield gw
@@ -232,6 +239,66 @@ async def test_a_slice_call_is_hung_up_when_its_held_time_runs_out(
         "SELECT balance_micros FROM accounts WHERE id = $1", c.account_id
     )
     assert balance == 0
+
+
+async def test_a_cisco_disconnect_names_the_call_by_conf_id_and_call_origin(
+    credit_gateway: Gateway,
+) -> None:
+    """A Cisco gateway's Packet of Disconnect finds the call by h323-conf-id and
+    h323-call-origin: the switch's CoA port (a real UDP socket) must get both, as sent."""
+    gw = credit_gateway
+    c = await gw.customer(4_000, increments=(1, 1))  # four seconds at 0.06/min
+    secret = SECRET.encode()
+    conf_ids = {
+        f"cisco-pod-{leg}-{c.account_id}": f"h323-conf-id=3F9C2A10 {leg}8A3BD4E5 {c.account_id:08X}"
+        for leg in ("A", "B")
+    }
+    first = next(iter(conf_ids))
+
+    def call(session: str) -> list[tuple[str, object]]:
+        return [
+            ("User-Name", c.extension),
+            ("Calling-Station-Id", c.caller_id),
+            ("Called-Station-Id", "4930123456"),
+            ("Acct-Session-Id", session),
+            ("h323-conf-id", conf_ids[session]),
+            ("h323-call-origin", "h323-call-origin=answer"),
+        ]
+
+    with _udp("127.0.0.5") as nas, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as coa:
+        coa.bind(("127.0.0.5", COA_PORT))
+        coa.settimeout(10)
+        for session in conf_ids:
+            accept = await _ask(
+                gw, nas, PacketCode.ACCESS_REQUEST, [*call(session), ("User-Password", c.password)]
+            )
+            assert accept.code == PacketCode.ACCESS_ACCEPT  # type: ignore[attr-defined]
+        for session in conf_ids:
+            await _ask(
+                gw,
+                nas,
+                PacketCode.ACCOUNTING_REQUEST,
+                [*call(session), ("Acct-Status-Type", 1), ("Event-Timestamp", int(time.time()))],
+            )
+        # A was granted four seconds and holds two: it is cut when they are over. B was
+        # granted the two left, all held at once: its Session-Timeout ends it.
+        data, where = await asyncio.to_thread(coa.recvfrom, 4096)
+        request = decode_request(data)
+        assert request.code == PacketCode.DISCONNECT_REQUEST
+        assert verify_accounting_request(request, secret)
+        session = str(request.get("Acct-Session-Id"))
+        assert session == first
+        assert request.get("h323-conf-id") == conf_ids[session]  # as the switch sent it
+        assert request.get("h323-call-origin") == "h323-call-origin=answer"
+        coa.sendto(encode_reply(request, PacketCode.DISCONNECT_ACK, [], secret), where)
+        for session in conf_ids:
+            await _ask(
+                gw,
+                nas,
+                PacketCode.ACCOUNTING_REQUEST,
+                [*call(session), ("Acct-Status-Type", 2), ("Acct-Session-Time", 2)],
+            )
+    assert [r["duration_s"] for r in await _cdrs(gw, c)] == [2, 2]
 
 
 async def test_a_call_never_answered_gives_its_hold_back(credit_gateway: Gateway) -> None:
