@@ -28,6 +28,7 @@ class Client:
     coa_port: int
     policy: Policy
     codes: ReturnCodes
+    hangup: str = "disconnect"  # or "coa": a cut call is told its Session-Timeout at once
 
     @property
     def grant(self) -> str:
@@ -46,6 +47,7 @@ class Client:
             coa_port=c.coa_port,
             policy=Policy.for_switch(c, grant),
             codes=ReturnCodes(c.return_codes),
+            hangup=c.hangup,
         )
 
 
