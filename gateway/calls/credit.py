@@ -55,6 +55,14 @@ class SliceKeeper(Periodic):
     async def step(self) -> None:
         await self.check()
 
+    async def stop(self) -> None:
+        await super().stop()
+        # A CoA still waiting for its answer is abandoned: the claim stays, and with no
+        # ACK recorded the keeper of any gateway sends the Disconnect at the held time.
+        for task in list(self._asking):
+            task.cancel()
+        await asyncio.gather(*self._asking, return_exceptions=True)
+
     async def check(self, now: float | None = None) -> int:
         """Look at every session due at ``now``; return how many were hung up."""
         moment = time.time() if now is None else now
