@@ -271,6 +271,13 @@ class RadiusClientConfig:
         "0 means the switch cannot be told (its calls then hold their whole grant).",
         port(allow_zero=True),
     )
+    hangup: str = key(
+        "disconnect",
+        "How a slice call whose credit was cut is ended: disconnect (a Disconnect-Request "
+        "when its held time runs out) or coa (a CoA-Request with Session-Timeout at once, "
+        "so the switch ends it on time; a Disconnect-Request still follows if it NAKs).",
+        one_of("disconnect", "coa"),
+    )
     overrun: str = key(
         "cap",
         "A Stop past the call's limit plus balance.overrun_grace_s: cap (bill up to "

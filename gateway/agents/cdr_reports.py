@@ -22,6 +22,7 @@ from gateway.agents.errors import Invalid
 from gateway.agents.paging import PageRequest
 from gateway.agents.principal import Principal, require_account
 from gateway.agents.rate_groups import check_text
+from gateway.core import q850
 from gateway.db.pool import pg_errors
 
 DEFAULT_SPAN = timedelta(days=7)
@@ -57,7 +58,9 @@ class Cdr:
     prefix: str | None  # the customer's matched rate prefix
     destination: str | None  # that rate's destination name, if still known
     status: str
-    disconnect_cause: str
+    disconnect_cause: str  # shown: "16 normal call clearing", else the raw value
+    disconnect_cause_code: int | None  # the Q.850 value, when the cause reads as one
+    disconnect_cause_raw: str  # as the switch wrote it
     duration_s: int
     billed_s: int | None  # the customer's billed seconds
     price_per_min_micros: int | None  # the customer's rate
@@ -115,7 +118,8 @@ SELECT c.id, c.setup_at, c.connect_at, c.disconnect_at, c.account_id, a.name AS 
         WHERE r.rate_group_id = c.rate_group_per_level[1] AND r.prefix = c.prefix_per_level[1]
           AND r.effective_from <= c.setup_at
         ORDER BY r.effective_from DESC LIMIT 1) AS destination,
-       c.status, c.disconnect_cause, c.duration_s, c.billed_s_per_level[1] AS billed_s,
+       c.status, c.disconnect_cause AS disconnect_cause_code, c.disconnect_cause_raw,
+       c.duration_s, c.billed_s_per_level[1] AS billed_s,
        c.price_per_level_micros[1] AS price_per_min_micros, c.cost_micros,
        c.cost_per_level_micros[array_position(c.chain, $1::bigint)] AS agent_cost_micros,
        c.nas, c.session_id, c.overrun_s
@@ -218,7 +222,9 @@ def _order_by(page: PageRequest) -> str:
 
 
 def _cdr(row: asyncpg.Record) -> Cdr:
-    return Cdr(**{name: row[name] for name in CDR_COLUMNS})
+    values = {name: row[name] for name in CDR_COLUMNS if name != "disconnect_cause"}
+    shown = q850.display(row["disconnect_cause_code"], row["disconnect_cause_raw"])
+    return Cdr(disconnect_cause=shown, **values)
 
 
 async def cdr_report(

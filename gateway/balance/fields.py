@@ -23,6 +23,8 @@ ACCOUNTS = "accounts"  # JSON: the account hash keys, customer first
 ANSWERED_AT = "answered_at"  # unix seconds
 REACH = "reach"  # what the front needs to tell the switch to hang up
 HUNG_UP = "disc"  # set once a hang-up of the call was claimed
+COA = "coa"  # set once a CoA-Request (Session-Timeout) for the cut call was claimed
+COA_ACKED = "coa_ok"  # the switch acknowledged it: it ends the call by itself
 
 # Session states, as Redis returns them.
 RESERVED, ANSWERED, SETTLED, RELEASED = b"reserved", b"answered", b"settled", b"released"

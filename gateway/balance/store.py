@@ -238,6 +238,29 @@ class BalanceStore:
             return None
         return "" if reach is None else _text(reach)
 
+    async def claim_coa(self, session: str) -> str | None:
+        """Claim the CoA-Request of a cut call, once across every gateway: its
+        ``reach`` for the one caller that claims it, else None. Only called right
+        after ``extend_key`` saw the session live (a claim never outlives its call by
+        more than the same race ``claim_cut`` has)."""
+        client = self.pipeliner.client
+        with redis_errors():
+            first = await client.hsetnx(session, fields.COA, "1")
+            reach = await client.hget(session, fields.REACH) if first else None
+        if not first:
+            return None
+        return "" if reach is None else _text(reach)
+
+    async def coa_acked(self, session: str, acked: bool | None = None) -> bool:
+        """Whether the switch acknowledged the cut call's CoA-Request; with ``acked``
+        true, record that it did (only on a live session)."""
+        client = self.pipeliner.client
+        with redis_errors():
+            if acked and await client.exists(session):
+                await client.hset(session, fields.COA_ACKED, "1")
+                return True
+            return await client.hexists(session, fields.COA_ACKED)
+
     async def settle(
         self, ref: SessionRef, duration_s: int, end: CallEnd, *, overrun_cap: bool = True
     ) -> Settled:

@@ -49,8 +49,9 @@ class CallEnd:
     """What the switch says when the call ends."""
 
     disconnect_at: float  # unix seconds
-    cause: str = ""
+    cause: str = ""  # as the switch wrote it (its profile's encoding)
     connect_at: float | None = None  # when the switch reports it (Stop without Start)
+    cause_q850: int | None = None  # ``cause`` as a Q.850 value, when the front could read it
 
     def to_json(self) -> str:
         connect = None if self.connect_at is None else round(self.connect_at, 3)
@@ -59,6 +60,7 @@ class CallEnd:
                 "disconnect_at": round(self.disconnect_at, 3),
                 "cause": self.cause,
                 "connect_at": connect,
+                "cause_q850": self.cause_q850,
             }
         )
 

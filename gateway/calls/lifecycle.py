@@ -32,6 +32,7 @@ from gateway.calls.types import (
     Credit,
     Ended,
     Hangup,
+    Limit,
     LoginAccepted,
     Party,
     Policy,
@@ -119,6 +120,7 @@ class Calls:
         self.routes = routes
         self.default_route = tuple(default_route)
         self.hangup: Hangup | None = None  # set by the front that reaches the switches
+        self.limit: Limit | None = None  # the same front: a cut call's Session-Timeout
 
     # -- authorization ----------------------------------------------------------------
 

@@ -17,6 +17,10 @@ from gateway.rating.numbers import InvalidNumber, NumberPlan, normalize
 # Tells the switch to end a call: given what the front stored to reach it (see
 # ``Calls.answered``), sends a Disconnect-Request or the like; never raises.
 Hangup = Callable[[str], Awaitable[None]]
+# Tells the switch to end a call by itself ``session_timeout_s`` after its answer
+# (a CoA-Request with Session-Timeout); True only when the switch acknowledged it.
+# False at once for a switch that takes no CoA; never raises.
+Limit = Callable[[str, int], Awaitable[bool]]
 
 
 @dataclass(slots=True)  # not frozen: built per request (cheaper); read-only

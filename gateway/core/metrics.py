@@ -75,6 +75,11 @@ DISCONNECTS = Counter(
     "Disconnect-Requests sent to switches when a call's credit ran out, by answer.",
     ["client", "answer"],
 )
+COA_REQUESTS = Counter(
+    "gateway_coa_requests_total",
+    "CoA-Requests (Session-Timeout) sent to switches when a call's credit was cut, by answer.",
+    ["client", "answer"],
+)
 CALLS_UP = Gauge(
     "gateway_calls_active",
     "Calls holding a reservation now (reserved or answered), per top-level agent.",
@@ -291,6 +296,7 @@ def prime_radius(clients: tuple[str, ...]) -> None:
             child(RADIUS_DUPLICATES, client, outcome)
         for answer in DISCONNECT_ANSWERS:
             child(DISCONNECTS, client, answer)
+            child(COA_REQUESTS, client, answer)
         for outcome in UNRESERVED_OUTCOMES:
             child(UNRESERVED_CALLS, client, outcome)
         child(OVERRUN_SECONDS, client)

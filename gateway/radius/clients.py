@@ -30,6 +30,7 @@ class Client:
     codes: ReturnCodes
     tls_identity: str = ""  # the certificate name RADIUS/TLS requires; empty: no TLS
     tls_secret: bytes = b"radsec"  # the shared secret inside TLS (RFC 6614 section 2.3)
+    hangup: str = "disconnect"  # or "coa": a cut call is told its Session-Timeout at once
 
     @property
     def grant(self) -> str:
@@ -50,6 +51,7 @@ class Client:
             codes=ReturnCodes(c.return_codes),
             tls_identity=c.tls_identity,
             tls_secret=c.tls_secret.encode(),
+            hangup=c.hangup,
         )
 
 

@@ -17,6 +17,8 @@ from gateway.radius.codec import MalformedPacket, Packet, PacketCode, decode_rep
 
 log = logging.getLogger(__name__)
 
+Attributes = list[tuple[str, str | int]]
+
 TIMEOUT_S = 2.0
 TRIES = 3
 # What identifies the call to the switch, copied from its own accounting request.
@@ -29,13 +31,18 @@ _IDENTITY = (
     "Calling-Station-Id",
     "Called-Station-Id",
 )
+# A Cisco gateway finds the call of a Packet of Disconnect by its conference id and
+# leg; without them it NAKs. Copied as the switch wrote them (``h323-conf-id=...``
+# inside vendor 9), so the request reads back exactly as the switch's own VSA.
+_CISCO_IDENTITY = ("h323-conf-id", "h323-call-origin")
+_PROFILE_IDENTITY: dict[str, tuple[str, ...]] = {"cisco": _IDENTITY + _CISCO_IDENTITY}
 
 
-def identity(request: Packet) -> list[tuple[str, str | int]]:
-    """The attributes of ``request`` that identify its call to the switch."""
+def identity(request: Packet, profile: str = "standard") -> list[tuple[str, str | int]]:
+    """The attributes of ``request`` that identify its call to a switch of ``profile``."""
     return [
         (name, value)
-        for name in _IDENTITY
+        for name in _PROFILE_IDENTITY.get(profile, _IDENTITY)
         if name in request and isinstance(value := request.get(name), str | int)
     ]
 
@@ -45,7 +52,9 @@ def reach(client: Client, addr: tuple[Any, ...], request: Packet) -> str:
     switch, where it sent from, and the call's identity; '' when it has no CoA port."""
     if not client.coa_port:
         return ""
-    return json.dumps([client.name, str(addr[0]), identity(request)], separators=(",", ":"))
+    return json.dumps(
+        [client.name, str(addr[0]), identity(request, client.profile)], separators=(",", ":")
+    )
 
 
 def parse_reach(text: str) -> tuple[str, str, list[tuple[str, str | int]]]:
@@ -57,15 +66,12 @@ def parse_reach(text: str) -> tuple[str, str, list[tuple[str, str | int]]]:
         raise ValueError(f"unreadable hang-up target {text!r}: {exc}") from exc
 
 
-async def send_disconnect(
-    client: Client, address: str, attributes: list[tuple[str, str | int]]
-) -> str:
-    """Ask the switch at ``address`` (its CoA port) to end the call ``attributes`` name.
-
-    Returns the answer: ``ack``, ``nak`` or ``timeout`` (counted per client).
-    """
+async def _ask(client: Client, address: str, code: PacketCode, attributes: Attributes) -> str:
+    """Send one RFC 5176 request to the switch's CoA port: ``ack``, ``nak`` or ``timeout``."""
     identifier = os.urandom(1)[0]
-    datagram = encode_request(PacketCode.DISCONNECT_REQUEST, identifier, attributes, client.secret)
+    datagram = encode_request(code, identifier, attributes, client.secret)
+    acks = {PacketCode.DISCONNECT_REQUEST: PacketCode.DISCONNECT_ACK}
+    ack = acks.get(code, PacketCode.COA_ACK)
     answer = "timeout"
     stream = await asyncio_dgram.connect((address, client.coa_port))
     try:
@@ -80,10 +86,19 @@ async def send_disconnect(
                 reply, datagram[4:20], client.secret
             ):
                 continue
-            answer = "ack" if reply.code == PacketCode.DISCONNECT_ACK else "nak"
+            answer = "ack" if reply.code == ack else "nak"
             break
     finally:
         stream.close()
+    return answer
+
+
+async def send_disconnect(client: Client, address: str, attributes: Attributes) -> str:
+    """Ask the switch at ``address`` (its CoA port) to end the call ``attributes`` name.
+
+    Returns the answer: ``ack``, ``nak`` or ``timeout`` (counted per client).
+    """
+    answer = await _ask(client, address, PacketCode.DISCONNECT_REQUEST, attributes)
     metrics.DISCONNECTS.labels(client.name, answer).inc()
     log.info(
         "radius.disconnect",
@@ -96,7 +111,28 @@ async def send_disconnect(
     return answer
 
 
-def disconnect_later(client: Client, address: str, attributes: list[tuple[str, str | int]]) -> None:
+async def send_session_timeout(
+    client: Client, address: str, attributes: Attributes, session_timeout_s: int
+) -> str:
+    """Ask the switch to end the call ``attributes`` name ``session_timeout_s`` after
+    its answer (a CoA-Request, RFC 5176, carrying Session-Timeout): ``ack``, ``nak``
+    or ``timeout`` (counted per client)."""
+    request = [*attributes, ("Session-Timeout", session_timeout_s)]
+    answer = await _ask(client, address, PacketCode.COA_REQUEST, request)
+    metrics.COA_REQUESTS.labels(client.name, answer).inc()
+    log.info(
+        "radius.coa",
+        extra={
+            "client": client.name,
+            "answer": answer,
+            "session": dict(attributes).get("Acct-Session-Id"),
+            "session_timeout_s": session_timeout_s,
+        },
+    )
+    return answer
+
+
+def disconnect_later(client: Client, address: str, attributes: Attributes) -> None:
     """Send a Disconnect-Request in the background when the client has a CoA port."""
     if client.coa_port:
         task = asyncio.create_task(send_disconnect(client, address, attributes))

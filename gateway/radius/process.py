@@ -218,7 +218,12 @@ class RadiusProcess:
         else:
             duration = max(reported, 0)
         connect_at = facts.connect_at or (disconnect_at - elapsed if elapsed else None)
-        end = CallEnd(disconnect_at=disconnect_at, cause=facts.cause, connect_at=connect_at)
+        end = CallEnd(
+            disconnect_at=disconnect_at,
+            cause=facts.cause,
+            connect_at=connect_at,
+            cause_q850=facts.cause_q850,
+        )
         ended = await self.calls.ended(key, party, client.policy, duration, end)
         if ended.settled is None and ended.reason and client.policy.bills(facts.leg):
             log.warning(

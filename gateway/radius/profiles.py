@@ -13,6 +13,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from gateway.core import q850
 from gateway.radius.codec import Packet
 from gateway.radius.dictionary import UnknownAttribute
 from gateway.rating.money import format_money
@@ -118,7 +119,8 @@ class CallFacts:
     setup_at: float | None = None
     connect_at: float | None = None
     disconnect_at: float | None = None
-    cause: str = ""
+    cause: str = ""  # as the switch wrote it
+    cause_q850: int | None = None  # the same read as a Q.850 value, when it is one
     accounting_id: str | None = None  # Acct-Session-Id itself (session_id may fall back)
 
 
@@ -137,7 +139,8 @@ class Profile:
             calling=_str(packet, "Calling-Station-Id"),
             called=_str(packet, "Called-Station-Id"),
             disconnect_at=_event_time(packet),
-            cause=_terminate_cause(packet),
+            cause=(terminate := _terminate_cause(packet)),
+            cause_q850=q850.TERMINATE_CAUSES.get(terminate),
         )
 
     def accept(
@@ -176,6 +179,11 @@ class CiscoProfile(Profile):
         )
         leg = _cisco_value(_str(packet, "h323-call-origin"), "h323-call-origin") or ""
         cause = _cisco_value(_str(packet, "h323-disconnect-cause"), "h323-disconnect-cause")
+        # Cisco writes the Q.850 value in hex ("10" is 16, normal call clearing).
+        code = q850.from_hex(cause) if cause else None
+        if not cause:
+            cause = _terminate_cause(packet)
+            code = q850.TERMINATE_CAUSES.get(cause)
         return CallFacts(
             session_id=session,
             accounting_id=accounting_id,
@@ -186,7 +194,8 @@ class CiscoProfile(Profile):
             setup_at=_when(packet, "h323-setup-time"),
             connect_at=_when(packet, "h323-connect-time"),
             disconnect_at=_when(packet, "h323-disconnect-time") or _event_time(packet),
-            cause=cause or _terminate_cause(packet),
+            cause=cause,
+            cause_q850=code,
         )
 
     def accept(

@@ -44,6 +44,7 @@ class RadiusFront:
         self.cache = ReplyCache(config.duplicate_window_s)
         self.process = RadiusProcess(calls, interim_may_grow=config.interim_may_grow)
         calls.hangup = self.hangup
+        calls.limit = self.limit
         self.drain_timeout_s = drain_timeout_s
         self.protocols: list[RadiusProtocol] = []
         self.transports: list[asyncio.DatagramTransport] = []
@@ -167,6 +168,20 @@ class RadiusFront:
             log.warning("radius.hangup_no_coa", extra={"client": name})
             return
         coa.disconnect_later(client, address, attributes)
+
+    async def limit(self, reach: str, session_timeout_s: int) -> bool:
+        """Tell a switch a cut call's Session-Timeout (``Calls.limit``): a CoA-Request
+        to its CoA port when it is configured ``hangup = "coa"``; True on its ACK."""
+        try:
+            name, address, attributes = coa.parse_reach(reach)
+        except ValueError as exc:
+            log.warning("radius.hangup_unreadable", extra={"error": str(exc)})
+            return False
+        client = self.clients.by_name(name)
+        if client is None or not client.coa_port or client.hangup != "coa":
+            return False
+        answer = await coa.send_session_timeout(client, address, attributes, session_timeout_s)
+        return answer == "ack"
 
     def log_grant_modes(self) -> None:
         """Say which switches hold whole grants because they cannot be told to hang up."""

@@ -264,7 +264,7 @@ class CallPath:
             *([self.routes] if self.routes is not None else []),
             self.directory,
             GaugeSampler(cfg.metrics, client, rt.keys, self.directory),
-            SliceKeeper(self.balance.store, lambda: calls.hangup),
+            SliceKeeper(self.balance.store, lambda: calls.hangup, lambda: calls.limit),
         ]
         if cfg.radius.enabled:
             self.radius = RadiusFront(

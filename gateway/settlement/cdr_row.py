@@ -47,9 +47,10 @@ class CdrRow:
     duration_s: int
     billed_s: tuple[int, ...]
     costs_micros: tuple[int, ...]
-    cause: str
+    cause: str  # as the switch wrote it: disconnect_cause_raw
     remote_addr: str
     overrun_s: int = 0
+    cause_q850: int | None = None  # disconnect_cause, when the cause reads as Q.850
 
     @property
     def key(self) -> CdrKey:
@@ -77,6 +78,7 @@ class CdrRow:
             self.cause,
             self.remote_addr,
             self.overrun_s,
+            self.cause_q850,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -101,6 +103,7 @@ class CdrRow:
             "cause": self.cause,
             "remote_addr": self.remote_addr,
             "overrun_s": self.overrun_s,
+            "cause_q850": self.cause_q850,
         }
 
 
@@ -191,6 +194,10 @@ def to_cdr_row(entry: SettlementEntry) -> CdrRow:
         cause=_text("end.cause", end.cause),
         remote_addr=_text("meta.remote_addr", meta.remote_addr),
         overrun_s=_int("overrun", entry.overrun_s, 0, INTEGER_MAX),
+        # Entries spooled before Q.850 causes were read carry none.
+        cause_q850=None
+        if end.cause_q850 is None
+        else _int("end.cause_q850", end.cause_q850, 1, 127),
     )
 
 

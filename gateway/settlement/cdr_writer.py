@@ -54,6 +54,7 @@ INPUT_COLUMNS = (
     ("cause", "text"),
     ("remote_addr", "text"),
     ("overrun_s", "integer"),
+    ("cause_q850", "integer"),
 )
 _NAMES = ", ".join(name for name, _ in INPUT_COLUMNS)
 _TYPED = ", ".join(f"{name} {kind}" for name, kind in INPUT_COLUMNS)
@@ -89,12 +90,12 @@ WITH inserted AS (
     INSERT INTO cdrs (nas, session_id, leg, setup_at, connect_at, disconnect_at, account_id,
                       chain, caller, called_dialled, called, rate_group_per_level,
                       prefix_per_level, price_per_level_micros, duration_s, billed_s_per_level,
-                      cost_per_level_micros, cost_micros, status, disconnect_cause, remote_addr,
-                      overrun_s)
+                      cost_per_level_micros, cost_micros, status, disconnect_cause_raw, remote_addr,
+                      overrun_s, disconnect_cause)
     SELECT nas, session_id, leg, setup_at, connect_at, disconnect_at, chain[1], chain, caller,
            called_dialled, called, rate_groups, prefixes, prices, duration_s, billed, costs,
            costs[1], CASE WHEN duration_s > 0 THEN 'answered' ELSE 'failed' END, cause,
-           remote_addr, overrun_s
+           remote_addr, overrun_s, cause_q850
     FROM {source}
     ON CONFLICT (nas, session_id, leg, setup_at) DO NOTHING
     RETURNING nas, session_id, leg, setup_at, disconnect_at, chain, cost_per_level_micros

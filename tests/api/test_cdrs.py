@@ -63,9 +63,10 @@ async def insert_calls(db_pool: asyncpg.Pool, world: World, calls: list[Call]) -
                 "INSERT INTO cdrs (nas, session_id, setup_at, connect_at, disconnect_at, "
                 "account_id, chain, caller, called_dialled, called, rate_group_per_level, "
                 "prefix_per_level, price_per_level_micros, duration_s, billed_s_per_level, "
-                "cost_per_level_micros, cost_micros, status, disconnect_cause) "
+                "cost_per_level_micros, cost_micros, status, disconnect_cause, "
+                "disconnect_cause_raw) "
                 "VALUES ('10.9.9.9', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-                "$14, $15, $16, $17, $18)",
+                "$14, $15, $16, $17, $18, $19)",
                 call.session_id,
                 call.setup_at,
                 connect,
@@ -83,7 +84,8 @@ async def insert_calls(db_pool: asyncpg.Pool, world: World, calls: list[Call]) -
                 list(call.costs),
                 call.costs[0],
                 "answered" if answered else "failed",
-                "16" if answered else "17",
+                16 if answered else 17,  # Q.850; the raw value as a Cisco switch sends it
+                "10" if answered else "11",
             )
 
 
@@ -210,6 +212,11 @@ async def test_filters_and_totals(api: httpx.AsyncClient, world: World, calls: l
     failed = await _report(api, auth, status="failed")
     assert _mine(failed, calls) == [calls[1].session_id]
     assert failed["items"][0]["connect_at"] is None
+    # The cause shown as Q.850 value and name, the raw value beside it.
+    cause = {k: failed["items"][0][k] for k in ("disconnect_cause", "disconnect_cause_code")}
+    assert cause == {"disconnect_cause": "17 user busy", "disconnect_cause_code": 17}
+    assert failed["items"][0]["disconnect_cause_raw"] == "11"
+    assert {i["disconnect_cause"] for i in answered["items"]} == {"16 normal call clearing"}
     germany = await _report(api, auth, called_prefix="4930")
     assert _mine(germany, calls) == [calls[2].session_id]
     assert germany["totals"]["cost_micros_sum"] == 1_000

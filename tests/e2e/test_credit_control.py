@@ -49,6 +49,21 @@ COA_CLIENT = {
     "profile": "standard",
     "coa_port": COA_PORT,
 }
+CISCO_COA_CLIENT = {
+    "name": "cisco-coa",
+    "address": "127.0.0.5",
+    "secret": SECRET,
+    "profile": "cisco",
+    "coa_port": COA_PORT,
+}
+COA_TIMEOUT_CLIENT = {
+    "name": "coa-timeout",
+    "address": "127.0.0.6",
+    "secret": SECRET,
+    "profile": "standard",
+    "coa_port": COA_PORT,
+    "hangup": "coa",
+}
 LEGS_CLIENT = {
     "name": "cisco-legs",
     "address": "127.0.0.1",
@@ -77,7 +92,7 @@ async def credit_gateway(
             "setup_timeout_s": 2,
             "sweep_interval_s": 0.2,
         },
-        clients=[COA_CLIENT, LEGS_CLIENT],
+        clients=[COA_CLIENT, CISCO_COA_CLIENT, COA_TIMEOUT_CLIENT, LEGS_CLIENT],
     )
     async with running(config, db_pool) as gw:
         yield gw
@@ -232,6 +247,149 @@ async def test_a_slice_call_is_hung_up_when_its_held_time_runs_out(
         "SELECT balance_micros FROM accounts WHERE id = $1", c.account_id
     )
     assert balance == 0
+
+
+async def test_a_cisco_disconnect_names_the_call_by_conf_id_and_call_origin(
+    credit_gateway: Gateway,
+) -> None:
+    """A Cisco gateway's Packet of Disconnect finds the call by h323-conf-id and
+    h323-call-origin: the switch's CoA port (a real UDP socket) must get both, as sent."""
+    gw = credit_gateway
+    c = await gw.customer(4_000, increments=(1, 1))  # four seconds at 0.06/min
+    secret = SECRET.encode()
+    conf_ids = {
+        f"cisco-pod-{leg}-{c.account_id}": f"h323-conf-id=3F9C2A10 {leg}8A3BD4E5 {c.account_id:08X}"
+        for leg in ("A", "B")
+    }
+    first = next(iter(conf_ids))
+
+    def call(session: str) -> list[tuple[str, object]]:
+        return [
+            ("User-Name", c.extension),
+            ("Calling-Station-Id", c.caller_id),
+            ("Called-Station-Id", "4930123456"),
+            ("Acct-Session-Id", session),
+            ("h323-conf-id", conf_ids[session]),
+            ("h323-call-origin", "h323-call-origin=answer"),
+        ]
+
+    with _udp("127.0.0.5") as nas, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as coa:
+        coa.bind(("127.0.0.5", COA_PORT))
+        coa.settimeout(10)
+        for session in conf_ids:
+            accept = await _ask(
+                gw, nas, PacketCode.ACCESS_REQUEST, [*call(session), ("User-Password", c.password)]
+            )
+            assert accept.code == PacketCode.ACCESS_ACCEPT  # type: ignore[attr-defined]
+        for session in conf_ids:
+            await _ask(
+                gw,
+                nas,
+                PacketCode.ACCOUNTING_REQUEST,
+                [*call(session), ("Acct-Status-Type", 1), ("Event-Timestamp", int(time.time()))],
+            )
+        # A was granted four seconds and holds two: it is cut when they are over. B was
+        # granted the two left, all held at once: its Session-Timeout ends it.
+        data, where = await asyncio.to_thread(coa.recvfrom, 4096)
+        request = decode_request(data)
+        assert request.code == PacketCode.DISCONNECT_REQUEST
+        assert verify_accounting_request(request, secret)
+        session = str(request.get("Acct-Session-Id"))
+        assert session == first
+        assert request.get("h323-conf-id") == conf_ids[session]  # as the switch sent it
+        assert request.get("h323-call-origin") == "h323-call-origin=answer"
+        coa.sendto(encode_reply(request, PacketCode.DISCONNECT_ACK, [], secret), where)
+        for session in conf_ids:
+            await _ask(
+                gw,
+                nas,
+                PacketCode.ACCOUNTING_REQUEST,
+                [*call(session), ("Acct-Status-Type", 2), ("Acct-Session-Time", 2)],
+            )
+    assert [r["duration_s"] for r in await _cdrs(gw, c)] == [2, 2]
+
+
+async def _cut_with_coa(gw: Gateway, answer: PacketCode) -> tuple[float, float | None]:
+    """Two calls on four seconds of credit from a ``hangup = "coa"`` switch: the first
+    (granted four, holding two) is cut a second after its answer and must get a
+    CoA-Request with Session-Timeout 2 at once; the switch answers ``answer``. Returns
+    when the CoA came and when a Disconnect-Request came (None: none within 4.5 s of
+    the answer), both as seconds after the answer."""
+    c = await gw.customer(4_000, increments=(1, 1))
+    secret = SECRET.encode()
+    sessions = [f"coa-{n}-{c.account_id}" for n in ("A", "B")]
+
+    def call(session: str) -> list[tuple[str, object]]:
+        return [
+            ("User-Name", c.extension),
+            ("Calling-Station-Id", c.caller_id),
+            ("Called-Station-Id", "4930123456"),
+            ("Acct-Session-Id", session),
+        ]
+
+    with _udp("127.0.0.6") as nas, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as coa:
+        coa.bind(("127.0.0.6", COA_PORT))
+        coa.settimeout(5)
+        for session in sessions:
+            accept = await _ask(
+                gw, nas, PacketCode.ACCESS_REQUEST, [*call(session), ("User-Password", c.password)]
+            )
+            assert accept.code == PacketCode.ACCESS_ACCEPT  # type: ignore[attr-defined]
+        answered = time.time()
+        for session in sessions:
+            await _ask(
+                gw,
+                nas,
+                PacketCode.ACCOUNTING_REQUEST,
+                [*call(session), ("Acct-Status-Type", 1), ("Event-Timestamp", int(answered))],
+            )
+        answered = float(int(answered))
+        data, where = await asyncio.to_thread(coa.recvfrom, 4096)
+        coa_at = time.time() - answered
+        request = decode_request(data)
+        assert request.code == PacketCode.COA_REQUEST
+        assert verify_accounting_request(request, secret)
+        assert request.get("Acct-Session-Id") == sessions[0]
+        assert request.get("User-Name") == c.extension
+        assert request.get("Session-Timeout") == 2  # from the answer to the held time's end
+        coa.sendto(encode_reply(request, answer, [], secret), where)
+        coa.settimeout(max(0.1, answered + 4.5 - time.time()))
+        disconnect_at: float | None = None
+        try:
+            data, where = await asyncio.to_thread(coa.recvfrom, 4096)
+        except TimeoutError:
+            pass
+        else:
+            disconnect_at = time.time() - answered
+            request = decode_request(data)
+            assert request.code == PacketCode.DISCONNECT_REQUEST
+            assert request.get("Acct-Session-Id") == sessions[0]
+            coa.sendto(encode_reply(request, PacketCode.DISCONNECT_ACK, [], secret), where)
+        for session in sessions:
+            await _ask(
+                gw,
+                nas,
+                PacketCode.ACCOUNTING_REQUEST,
+                [*call(session), ("Acct-Status-Type", 2), ("Acct-Session-Time", 2)],
+            )
+    assert [r["cost_micros"] for r in await _cdrs(gw, c)] == [2_000, 2_000]
+    return coa_at, disconnect_at
+
+
+async def test_a_coa_switch_is_told_its_session_timeout_when_the_call_is_cut(
+    credit_gateway: Gateway,
+) -> None:
+    coa_at, disconnect_at = await _cut_with_coa(credit_gateway, PacketCode.COA_ACK)
+    assert coa_at < 2, coa_at  # at once, before the held time is over
+    assert disconnect_at is None  # acknowledged: the switch ends the call itself
+
+
+async def test_a_coa_nak_falls_back_to_a_disconnect_when_the_held_time_ends(
+    credit_gateway: Gateway,
+) -> None:
+    coa_at, disconnect_at = await _cut_with_coa(credit_gateway, PacketCode.COA_NAK)
+    assert coa_at < 2, coa_at
+    assert disconnect_at is not None and 2 <= disconnect_at < 3.5, disconnect_at
 
 
 async def test_a_call_never_answered_gives_its_hold_back(credit_gateway: Gateway) -> None:

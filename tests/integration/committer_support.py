@@ -134,7 +134,7 @@ class Switch:
         if duration > 0:
             await self.store.answered(ref, setup_at + 2)
         settled = await self.store.settle(
-            ref, duration, CallEnd(disconnect_at=setup_at + 2 + duration, cause="16")
+            ref, duration, CallEnd(disconnect_at=setup_at + 2 + duration, cause="10", cause_q850=16)
         )
         calls.settled.append(settled)
         calls.metas.append(meta)

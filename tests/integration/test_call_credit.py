@@ -3,6 +3,7 @@ linked to their accounting, the billed leg, answered calls with no hold, hang-up
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 
@@ -11,6 +12,7 @@ import asyncpg
 from gateway.authz.identify import Credentials
 from gateway.balance.store import SessionRef
 from gateway.balance.types import CallEnd
+from gateway.calls.credit import SliceKeeper
 from gateway.calls.types import Authorized, CallKey, Policy
 from gateway.core import metrics
 from gateway.core.reasons import Reason, Refusal
@@ -239,3 +241,60 @@ async def test_a_routed_authorization_holds_nothing_for_a_call_with_nowhere_to_g
     fallback = await world.calls.authorize(CallKey("k", "r4"), elsewhere, SLICED, route=True)
     assert isinstance(fallback, Authorized) and fallback.route is not None
     assert [g.host for g in fallback.route.gateways] == ["fallback.example"]
+
+
+async def _keep_until_cut(world: World, acked: bool) -> tuple[list[tuple[str, int]], list[str]]:
+    """Call two of two runs out of money while call one took it all: two keepers (two
+    gateways) look at it until it is cut, then at its held time. Returns the CoA
+    asks (reach, Session-Timeout) and the hang-ups."""
+    slices = Policy(plan=UK.plan, hangup=True, slices=True)
+    asked: list[tuple[str, int]] = []
+    hung_up: list[str] = []
+
+    async def limit(reach: str, session_timeout_s: int) -> bool:
+        asked.append((reach, session_timeout_s))
+        return acked
+
+    async def hangup(reach: str) -> None:
+        hung_up.append(reach)
+
+    keepers = [SliceKeeper(world.balance.store, lambda: hangup, lambda: limit) for _ in "ab"]
+    one, two = CallKey("kamailio", "coa-1"), CallKey("kamailio", "coa-2")
+    for key in (one, two):
+        assert isinstance(await world.calls.authorize(key, party_of(world), slices), Authorized)
+    t0 = time.time() - 600
+    trusted = party_of(world, credentials=Credentials())
+    await world.calls.answered(one, trusted, slices, t0, "reach-one")
+    await world.calls.answered(two, trusted, slices, t0, "reach-two")
+    await world.calls.interim(one, trusted, slices, False, 600, "reach-one", t0 + 600)
+    moment = t0 + 51
+    while not asked and moment < t0 + 600:
+        for keeper in keepers:
+            assert await keeper.check(now=moment) == 0  # cut, not yet due to hang up
+        await asyncio.sleep(0.05)  # the CoA is asked aside
+        moment += 5
+    assert len(asked) == 1 and asked[0][0] == "reach-two"  # once, across both keepers
+    held_s = asked[0][1]
+    assert t0 + held_s > moment - 5  # told before its held time was over
+    for keeper in keepers:
+        await keeper.check(now=t0 + held_s)
+    assert len(asked) == 1
+    await world.calls.ended(two, trusted, slices, held_s, _end(held_s))
+    await world.calls.ended(one, trusted, slices, 600, _end(600))
+    account = await _account(world)
+    assert account["bal"] >= 0 and (account["held"], account["calls"]) == (0, 0)
+    return asked, hung_up
+
+
+async def test_a_cut_call_is_told_its_session_timeout_once_and_not_disconnected(
+    world: World,
+) -> None:
+    _, hung_up = await _keep_until_cut(world, acked=True)
+    assert hung_up == []  # the switch took the Session-Timeout: it ends the call itself
+
+
+async def test_a_refused_coa_falls_back_to_one_disconnect_at_the_held_time(
+    world: World,
+) -> None:
+    _, hung_up = await _keep_until_cut(world, acked=False)
+    assert hung_up == ["reach-two"]

@@ -109,7 +109,9 @@ async def test_settlements_land_as_cdrs_ledger_and_balances(
     assert settled.costs_micros == (1_000 + 66_000, 60_000)
     assert list(row["cost_per_level_micros"]) == [67_000, 60_000]
     assert row["cost_micros"] == 67_000
-    assert (row["status"], row["disconnect_cause"]) == ("answered", "16")
+    # The cause as a Cisco switch wrote it (hex) and as Q.850.
+    cause = (row["status"], row["disconnect_cause"], row["disconnect_cause_raw"])
+    assert cause == ("answered", 16, "10")
 
     reference = f"cdr:{keys.prefix.replace(':', '%3A')}:one::1767225600250000"
     ledger = await db_pool.fetch(

@@ -85,3 +85,43 @@ async def test_changed_history_is_refused(empty_database_url: str) -> None:
         assert not await migrate.is_current(conn)
     finally:
         await conn.close()
+
+
+async def test_0012_reads_existing_causes_as_q850_and_keeps_the_raw(
+    empty_database_url: str,
+) -> None:
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        for m in migrate.available():
+            if m.version != 12:
+                await conn.execute(m.sql)
+        account = await conn.fetchval(
+            "INSERT INTO accounts (kind, name, billing_mode) "
+            "VALUES ('agent', 'c', 'wholesale') RETURNING id"
+        )
+        raws = ["10", "0x11", "7F", "80", "User-Request", "Idle-Timeout", "nas-restart", ""]
+        for i, raw in enumerate(raws):
+            await conn.execute(
+                "INSERT INTO cdrs (nas, session_id, setup_at, disconnect_at, account_id, chain, "
+                "status, disconnect_cause) VALUES ('n', $1, now(), now(), $2, $3, 'failed', $4)",
+                f"s{i}",
+                account,
+                [account],
+                raw,
+            )
+        await conn.execute(next(m.sql for m in migrate.available() if m.version == 12))
+        rows = await conn.fetch(
+            "SELECT disconnect_cause_raw, disconnect_cause FROM cdrs ORDER BY session_id"
+        )
+        assert [(r[0], r[1]) for r in rows] == [
+            ("10", 16),
+            ("0x11", 17),
+            ("7F", 127),
+            ("80", None),  # out of Q.850's range: raw only
+            ("User-Request", 16),
+            ("Idle-Timeout", 102),
+            ("nas-restart", None),
+            ("", None),
+        ]
+    finally:
+        await conn.close()

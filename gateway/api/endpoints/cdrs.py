@@ -35,7 +35,11 @@ class CdrOut(BaseModel):
     prefix: str | None = Field(description="The customer's matched rate prefix")
     destination: str | None = Field(description="That rate's destination name")
     status: str = Field(description="answered or failed")
-    disconnect_cause: str
+    disconnect_cause: str = Field(
+        description="Q.850 value and name (16 normal call clearing), else the raw value"
+    )
+    disconnect_cause_code: int | None = Field(description="The ITU-T Q.850 cause value")
+    disconnect_cause_raw: str = Field(description="The cause as the switch sent it")
     duration_s: int
     billed_s: int | None = Field(description="Seconds billed to the customer")
     price_per_min_micros: int | None = Field(description="The customer's rate")
