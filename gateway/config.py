@@ -83,9 +83,22 @@ class RedisConfig:
 
     url: str = key(
         "",
-        "Redis URL (redis://, rediss://, unix://). Empty: start an embedded Redis with AOF "
-        "under state_dir.",
-        url_scheme("redis", "rediss", "unix"),
+        "Redis URL: one server (redis://, rediss://, unix://), a Redis Cluster "
+        "(redis+cluster://host:port,host:port,... : seed nodes) or the primary that "
+        "Sentinels follow (redis+sentinel://host:26379,host:26379/<service>). Empty: start "
+        "an embedded Redis with AOF under state_dir.",
+        url_scheme(
+            "redis",
+            "rediss",
+            "unix",
+            "redis+cluster",
+            "rediss+cluster",
+            "redis+sentinel",
+            "rediss+sentinel",
+        ),
+    )
+    cluster: bool = key(
+        False, "Treat a redis:// URL as a Redis Cluster seed (as redis+cluster:// does)."
     )
     key_prefix: str = key(
         "gw", "Prefix of every key the gateway writes, so several deployments can share a server."
@@ -97,9 +110,23 @@ class RedisConfig:
         2.0, "Timeout of one Redis command before it counts as a backend failure.", at_least(0.01)
     )
     shards: int = key(
-        1,
+        0,
         "Hash-tag shards account trees are spread over (a tree's keys and its shard's "
-        "settlement stream share a Redis Cluster slot). Fixed once data exists.",
+        "settlement stream share a Redis Cluster slot). 0: 64 on a cluster, 1 otherwise. "
+        "Fixed once data exists: every gateway of a deployment must use the same.",
+        at_least(0),
+    )
+    replica_acks: int = key(
+        -1,
+        "Replicas that must hold every balance write before the gateway answers "
+        "(Redis WAIT after each pipeline), so a failover loses no answered call. "
+        "-1: 1 on a cluster or under Sentinel, 0 on one server.",
+        at_least(-1),
+    )
+    replica_ack_timeout_ms: int = key(
+        100,
+        "How long a pipeline waits for its replicas; past it the gateway answers anyway "
+        "and counts gateway_redis_unreplicated_total.",
         at_least(1),
     )
 

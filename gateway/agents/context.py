@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
-import redis.asyncio as aioredis
 
+from gateway.balance.cluster_pipeliner import pipeliner_for
 from gateway.balance.keys import Keys
-from gateway.balance.scripts import Pipeliner, load_scripts
+from gateway.balance.redisconn import RedisClient
+from gateway.balance.scripts import ScriptRunner
 from gateway.config import Config
 
 
@@ -22,15 +23,15 @@ class ManagementContext:
 
     config: Config
     pool: asyncpg.Pool
-    redis: aioredis.Redis
+    redis: RedisClient
     keys: Keys
-    pipeliner: Pipeliner
+    pipeliner: ScriptRunner
 
     @classmethod
     def create(
-        cls, config: Config, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+        cls, config: Config, pool: asyncpg.Pool, redis: RedisClient, keys: Keys
     ) -> ManagementContext:
-        return cls(config, pool, redis, keys, Pipeliner(redis, load_scripts()))
+        return cls(config, pool, redis, keys, pipeliner_for(redis, config.redis))
 
     async def start(self) -> None:
         await self.pipeliner.load()

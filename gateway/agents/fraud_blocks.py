@@ -16,11 +16,10 @@ import logging
 from datetime import UTC, datetime
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from gateway.agents import outbox
 from gateway.balance.keys import Keys
-from gateway.balance.redisconn import redis_errors
+from gateway.balance.redisconn import RedisClient, redis_errors
 from gateway.calls.fraud import Crossed
 from gateway.config import AlertsConfig
 from gateway.core import metrics
@@ -101,7 +100,7 @@ async def block(pool: asyncpg.Pool, alerts: AlertsConfig, crossed: Crossed) -> b
     return True
 
 
-async def forgive(client: aioredis.Redis, keys: Keys, root_id: int, account_id: int) -> None:
+async def forgive(client: RedisClient, keys: Keys, root_id: int, account_id: int) -> None:
     """Judge an unblocked account afresh: the hour's counts go, and the countries it has
     dialled so far count as known (not new). Best effort: Redis may be down."""
     countries = keys.countries(root_id, account_id)

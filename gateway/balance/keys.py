@@ -76,6 +76,22 @@ class Keys:
         """Counter of failed logins by one login name or source address (``scope``)."""
         return f"{self.prefix}:login:{scope}:{who}"
 
+    def sessions_pattern(self, nas: str | None = None) -> str:
+        """Glob matching the sessions of every shard (of switch ``nas`` when given): one
+        SCAN pass per node, where a pass per shard would read each node ``shards`` times."""
+        head = f"{glob_escape(self.prefix)}:{{s*}}:sess:"
+        return head + ("*" if nas is None else f"{glob_escape(nas)}|*")
+
+    def shard_of_key(self, key: str) -> int:
+        """The shard a key of this deployment carries in its hash tag."""
+        start = len(self.prefix) + 3
+        return int(key[start : key.index("}", start)])
+
     def pattern(self) -> str:
         """Glob matching every key of this deployment (for tests and reconcile)."""
         return f"{self.prefix}:*"
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally by a Redis glob (SCAN MATCH)."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

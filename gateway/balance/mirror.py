@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from gateway.balance.keys import Keys
-from gateway.balance.scripts import Pipeliner
+from gateway.balance.scripts import ScriptRunner
 from gateway.db.pool import pg_errors
 
 _RULES = (
@@ -44,7 +44,7 @@ def _rule_args(row: asyncpg.Record) -> tuple[int, ...]:
 class AccountMirror:
     """Copies accounts from PostgreSQL into Redis (money, limits, status)."""
 
-    def __init__(self, pool: asyncpg.Pool, pipeliner: Pipeliner, keys: Keys) -> None:
+    def __init__(self, pool: asyncpg.Pool, pipeliner: ScriptRunner, keys: Keys) -> None:
         self.pool = pool
         self.pipeliner = pipeliner
         self.keys = keys

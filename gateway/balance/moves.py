@@ -17,7 +17,7 @@ import asyncpg
 from gateway.balance import fields
 from gateway.balance.keys import Keys
 from gateway.balance.redisconn import redis_errors
-from gateway.balance.scripts import Pipeliner
+from gateway.balance.scripts import ScriptRunner
 from gateway.core.errors import BackendUnavailable, GatewayError
 from gateway.db import Connection
 from gateway.db.pool import pg_errors
@@ -110,7 +110,7 @@ def entry_keys(idempotency_key: str, count: int) -> list[str]:
 Live = dict[int, tuple[int, int] | None]
 
 
-async def _live(pool: asyncpg.Pool, pipeliner: Pipeliner, keys: Keys, move: MoneyMove) -> Live:
+async def _live(pool: asyncpg.Pool, pipeliner: ScriptRunner, keys: Keys, move: MoneyMove) -> Live:
     """The Redis balance and holds of every account the move takes main money from,
     read before the PostgreSQL transaction: its row locks are never held across a
     Redis round trip (neither read is atomic with the other in any case)."""
@@ -254,7 +254,7 @@ def _check_funds(move: MoneyMove, rows: dict[int, asyncpg.Record], live: Live) -
 
 
 async def move_money(
-    pool: asyncpg.Pool, pipeliner: Pipeliner, keys: Keys, move: MoneyMove
+    pool: asyncpg.Pool, pipeliner: ScriptRunner, keys: Keys, move: MoneyMove
 ) -> MoveResult:
     """Book ``move`` in PostgreSQL, then mirror it in Redis; idempotent by its key."""
     live = await _live(pool, pipeliner, keys, move)

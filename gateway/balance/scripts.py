@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from gateway.balance.redisconn import redis_errors
+from gateway.balance.redisconn import RedisClient, redis_errors
 from gateway.core import metrics
 from gateway.core.errors import BackendUnavailable
+
+log = logging.getLogger(__name__)
 
 SCRIPT_NAMES = (
     "reserve",
@@ -64,6 +67,18 @@ def load_scripts() -> dict[str, Script]:
     return scripts
 
 
+@dataclass(frozen=True, slots=True)
+class Replication:
+    """How many replicas must hold a pipeline's writes before its replies count
+    (``redis.replica_acks``; 0: do not wait) and for how long to wait for them."""
+
+    acks: int = 0
+    timeout_ms: int = 100
+
+    def wait_command(self) -> bytes:
+        return pack_command("WAIT", self.acks, self.timeout_ms)
+
+
 @dataclass(slots=True)
 class _Call:
     script: Script
@@ -80,6 +95,11 @@ def _bulk(value: str | int | float) -> bytes:
     else:
         data = repr(value).encode()  # as redis-py encodes int and float
     return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def pack_command(*words: str | int) -> bytes:
+    """A plain command in RESP."""
+    return b"*%d\r\n%b" % (len(words), b"".join(map(_bulk, words)))
 
 
 def pack_call(head: bytes, keys: tuple[str, ...], args: tuple[str | int | float, ...]) -> bytes:
@@ -101,22 +121,37 @@ class Pipeliner:
     they save (one run each: saturation near 1,550 calls/s with two, 2,000 with one).
     A connection failure fails the calls of that pipeline with ``BackendUnavailable``;
     the scripts' idempotency makes a retry safe.
+
+    With ``replication.acks``, each pipeline ends with a WAIT: its replies are read
+    only once that many replicas hold its writes (or the wait timed out, which is
+    counted), so a replica that takes over has every call the gateway answered.
     """
 
     def __init__(
-        self, client: aioredis.Redis, scripts: dict[str, Script], max_in_flight: int = 1
+        self,
+        client: aioredis.Redis,
+        scripts: dict[str, Script],
+        max_in_flight: int = 1,
+        replication: Replication | None = None,
     ) -> None:
         self.client = client
         self.scripts = scripts
         self.max_in_flight = max_in_flight
+        self.replication = replication or Replication()
+        self._wait = self.replication.wait_command() if self.replication.acks > 0 else b""
         self._queue: deque[_Call] = deque()
         self._senders: set[asyncio.Task[None]] = set()
         self.pipelines_sent = 0
         self.calls_sent = 0
-        timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
-        self._timeout_s: float | None = float(timeout) if timeout else None
+        self._timeout_s = self._batch_timeout()
         self._connections: list[Any] = []  # idle, at most max_in_flight
         self._closed = False
+        self._warn_after = 0.0
+
+    def _batch_timeout(self) -> float | None:
+        """The client's socket timeout: one covers each batch."""
+        timeout = self.client.connection_pool.connection_kwargs.get("socket_timeout")
+        return float(timeout) if timeout else None
 
     async def call(
         self, name: str, keys: tuple[str, ...], args: tuple[str | int | float, ...]
@@ -198,7 +233,7 @@ class Pipeliner:
         socket timeout, covers the batch; a batch that fails or times out leaves its
         connection closed, so no reply of it can be read by the next.
         """
-        packed = b"".join([pack_call(c.script.head, c.keys, c.args) for c in batch])
+        packed = b"".join([pack_call(c.script.head, c.keys, c.args) for c in batch]) + self._wait
         self.pipelines_sent += 1
         self.calls_sent += len(batch)
         started = time.perf_counter()
@@ -214,6 +249,8 @@ class Pipeliner:
                             replies.append(await read())
                         except redis.exceptions.ResponseError as exc:
                             replies.append(exc)  # read whole: the stream stays in step
+                    if self._wait:
+                        self._replicated(await read())
             except BaseException:
                 await connection.disconnect(nowait=True)
                 raise
@@ -221,6 +258,18 @@ class Pipeliner:
                 self._connections.append(connection)
         metrics.child(metrics.BACKEND_SECONDS, "redis").observe(time.perf_counter() - started)
         return replies
+
+    def _replicated(self, reply: Any) -> None:
+        if isinstance(reply, int) and reply >= self.replication.acks:
+            return
+        metrics.REDIS_UNREPLICATED.inc()
+        now = time.monotonic()
+        if now >= self._warn_after:  # once a minute, not once per pipeline
+            self._warn_after = now + 60
+            log.warning(
+                "redis.unreplicated",
+                extra={"wanted": self.replication.acks, "replicas": str(reply)},
+            )
 
     async def close(self) -> None:
         """Stop taking calls, let the batches in flight finish, then give the
@@ -245,3 +294,25 @@ class Pipeliner:
         connection: Any = await self.client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
         connection.socket_timeout = None
         return connection
+
+
+class ScriptRunner(Protocol):
+    """What the balance verbs need of a pipeliner: ``Pipeliner`` on one server,
+    ``balance.cluster_pipeliner.ClusterPipeliner`` on a cluster."""
+
+    @property
+    def client(self) -> RedisClient: ...
+
+    @property
+    def pipelines_sent(self) -> int: ...
+
+    @property
+    def calls_sent(self) -> int: ...
+
+    async def call(
+        self, name: str, keys: tuple[str, ...], args: tuple[str | int | float, ...]
+    ) -> Any: ...
+
+    async def load(self) -> None: ...
+
+    async def close(self) -> None: ...

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncpg
-import redis.asyncio as aioredis
 
+from gateway.balance.cluster_pipeliner import pipeliner_for
 from gateway.balance.keys import Keys
 from gateway.balance.mirror import AccountMirror
-from gateway.balance.scripts import Pipeliner, load_scripts
+from gateway.balance.redisconn import RedisClient
 from gateway.balance.store import BalanceStore, NotLoaded, SessionRef
 from gateway.balance.sweeper import Sweeper
 from gateway.balance.types import CallEnd, CallMeta, Grant, Settled
-from gateway.config import BalanceConfig
+from gateway.config import BalanceConfig, RedisConfig
 from gateway.core.reasons import Refusal
 from gateway.rating.chain import Chain
 
@@ -22,9 +22,14 @@ class Balance:
     name = "balance"
 
     def __init__(
-        self, config: BalanceConfig, redis: aioredis.Redis, pool: asyncpg.Pool, keys: Keys
+        self,
+        config: BalanceConfig,
+        redis: RedisClient,
+        pool: asyncpg.Pool,
+        keys: Keys,
+        redis_config: RedisConfig | None = None,
     ) -> None:
-        self.pipeliner = Pipeliner(redis, load_scripts())
+        self.pipeliner = pipeliner_for(redis, redis_config)
         self.store = BalanceStore(self.pipeliner, keys, config)
         self.mirror = AccountMirror(pool, self.pipeliner, keys)
         self.sweeper = Sweeper(self.store)

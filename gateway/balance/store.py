@@ -16,7 +16,7 @@ from typing import Any
 from gateway.balance import fields
 from gateway.balance.keys import Keys
 from gateway.balance.redisconn import redis_errors
-from gateway.balance.scripts import Pipeliner
+from gateway.balance.scripts import ScriptRunner
 from gateway.balance.types import CallEnd, CallMeta, Extended, Grant, Settled
 from gateway.config import BalanceConfig
 from gateway.core.reasons import Refusal, from_script
@@ -67,7 +67,7 @@ def _text(value: Any) -> str:
 class BalanceStore:
     """The balance verbs over one Redis deployment (prefix and shards in ``keys``)."""
 
-    def __init__(self, pipeliner: Pipeliner, keys: Keys, config: BalanceConfig) -> None:
+    def __init__(self, pipeliner: ScriptRunner, keys: Keys, config: BalanceConfig) -> None:
         self.pipeliner = pipeliner
         self.keys = keys
         self.config = config
@@ -368,20 +368,17 @@ class BalanceStore:
 
         Read by SCAN, off the call path: a restart of a switch is rare."""
         client = self.pipeliner.client
-        pattern_nas = "".join(f"\\{c}" if c in "*?[]\\" else c for c in nas)
-        for shard in range(self.keys.shards):
-            match = f"{self.keys.tag(shard)}:sess:{pattern_nas}|*"
+        with redis_errors():
+            match = self.keys.sessions_pattern(nas)
+            sessions = [_text(s) async for s in client.scan_iter(match=match, count=1000)]
+        for session in sessions:
             with redis_errors():
-                sessions = [_text(s) async for s in client.scan_iter(match=match, count=1000)]
-            for session in sessions:
-                with redis_errors():
-                    state, answered_at = await client.hmget(
-                        session, [fields.STATE, fields.ANSWERED_AT]
-                    )
-                if state == fields.ANSWERED:
-                    yield OpenSession(session, shard, float(answered_at or time.time()))
-                elif state == fields.RESERVED:
-                    yield OpenSession(session, shard, None)
+                state, answered_at = await client.hmget(session, [fields.STATE, fields.ANSWERED_AT])
+            shard = self.keys.shard_of_key(session)
+            if state == fields.ANSWERED:
+                yield OpenSession(session, shard, float(answered_at or time.time()))
+            elif state == fields.RESERVED:
+                yield OpenSession(session, shard, None)
 
     async def answered_at(self, ref: SessionRef) -> float | None:
         """When the call was answered (unix seconds), None when it was not or is unknown."""

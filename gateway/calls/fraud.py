@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.balance.keys import Keys
-from gateway.balance.scripts import Pipeliner
+from gateway.balance.scripts import ScriptRunner
 from gateway.config import FraudConfig
 from gateway.core import metrics
 from gateway.core.errors import BackendUnavailable
@@ -46,7 +46,7 @@ Block = Callable[[Crossed], Awaitable[None]]
 class FraudGuard:
     """Counts what the checks need and calls ``block`` when a threshold is crossed."""
 
-    def __init__(self, config: FraudConfig, pipeliner: Pipeliner, keys: Keys) -> None:
+    def __init__(self, config: FraudConfig, pipeliner: ScriptRunner, keys: Keys) -> None:
         self.config = config
         self.pipeliner = pipeliner
         self.keys = keys

@@ -149,6 +149,18 @@ BACKEND_ERRORS = Counter(
     "Redis or PostgreSQL calls that failed because the backend was unavailable.",
     ["backend"],
 )
+REDIS_UNREPLICATED = Counter(
+    "gateway_redis_unreplicated_total",
+    "Balance pipelines answered before redis.replica_acks replicas held their writes "
+    "(WAIT timed out: a failover now could lose them).",
+)
+REDIS_REROUTES = Counter(
+    "gateway_redis_reroutes_total",
+    "Balance script calls sent again to another Redis Cluster node, by cause: moved "
+    "(slot map changed), ask (slot being migrated), failover (node unreachable, busy).",
+    ["cause"],
+)
+REDIS_REROUTE_CAUSES = ("moved", "ask", "failover")
 ORPHANS_SWEPT = Counter(
     "gateway_orphans_swept_total",
     "Holds ended by the sweeper because no Stop came, by action (settled, released).",
@@ -275,6 +287,7 @@ def prime_gateway(reasons: tuple[str, ...]) -> None:
         (OUTBOX_MAILS, OUTBOX_OUTCOMES),
         (WEBHOOKS, OUTBOX_OUTCOMES),
         (FRAUD_BLOCKS, FRAUD_RULES),
+        (REDIS_REROUTES, REDIS_REROUTE_CAUSES),
     )
     for family, values in counters:
         for value in values:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from gateway.agents import fraud_blocks
 from gateway.agents.context import ManagementContext
@@ -28,7 +27,7 @@ from gateway.agents.outbox import OutboxSender
 from gateway.agents.webhooks import WebhookSender
 from gateway.authz.directory import Directory
 from gateway.balance.keys import Keys
-from gateway.balance.redisconn import create_client, redis_errors
+from gateway.balance.redisconn import RedisClient, create_client, redis_errors, shard_count
 from gateway.balance.service import Balance
 from gateway.calls.credit import SliceKeeper
 from gateway.calls.fraud import Block, Crossed, FraudGuard
@@ -76,20 +75,22 @@ class Runtime:
     database_url: str = ""
     redis_url: str = ""
     db: asyncpg.Pool | None = None
-    redis: aioredis.Redis | None = None
+    redis: RedisClient | None = None
     keys: Keys = field(init=False)
 
     def __post_init__(self) -> None:
         self.database_url = self.config.database.url
         self.redis_url = self.config.redis.url
-        self.keys = Keys(self.config.redis.key_prefix, self.config.redis.shards)
+        self.keys = Keys(
+            self.config.redis.key_prefix, shard_count(self.config.redis, self.redis_url)
+        )
 
     def pool(self) -> asyncpg.Pool:
         if self.db is None:
             raise RuntimeError("database service not started")
         return self.db
 
-    def client(self) -> aioredis.Redis:
+    def client(self) -> RedisClient:
         if self.redis is None:
             raise RuntimeError("redis service not started")
         return self.redis
@@ -231,7 +232,7 @@ class CallPath:
         rt, cfg = self.runtime, self.runtime.config
         metrics.prime_gateway(tuple(reason.value for reason in Reason))
         pool, client = rt.pool(), rt.client()
-        self.balance = Balance(cfg.balance, client, pool, rt.keys)
+        self.balance = Balance(cfg.balance, client, pool, rt.keys, cfg.redis)
         self.committer = Committer(
             cfg.committer, client, pool, rt.keys, drain_timeout_s=cfg.service.drain_timeout_s
         )

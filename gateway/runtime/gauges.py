@@ -7,12 +7,10 @@ from __future__ import annotations
 import contextlib
 import logging
 
-import redis.asyncio as aioredis
-
 from gateway.authz.directory import Directory
 from gateway.balance import fields
 from gateway.balance.keys import Keys
-from gateway.balance.redisconn import redis_errors
+from gateway.balance.redisconn import RedisClient, redis_errors
 from gateway.config import MetricsConfig
 from gateway.core import metrics
 from gateway.core.periodic import Periodic
@@ -25,7 +23,7 @@ class GaugeSampler(Periodic):
     name = "gauges"
 
     def __init__(
-        self, config: MetricsConfig, redis: aioredis.Redis, keys: Keys, directory: Directory
+        self, config: MetricsConfig, redis: RedisClient, keys: Keys, directory: Directory
     ) -> None:
         super().__init__(config.gauge_interval_s)
         self.config = config

@@ -24,8 +24,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
-from gateway.balance.redisconn import redis_errors
+from gateway.balance.redisconn import RedisClient, redis_errors
 from gateway.core.errors import BackendUnavailable
 from gateway.settlement.cdr_row import EntryRef
 
@@ -48,7 +50,7 @@ class CommitWaiters:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         channels: Sequence[str] = (),
         consumer: str = "",
@@ -154,19 +156,30 @@ class CommitWaiters:
     async def _listen(self) -> None:
         """Hear the committers' messages until the connection fails; a later ``wait``
         subscribes again (after ``RESUBSCRIBE_S``), so nothing reconnects on its own
-        once calls stop coming (a client closed at shutdown stays closed)."""
-        pubsub: Any = self.redis.pubsub(ignore_subscribe_messages=True)
+        once calls stop coming (a client closed at shutdown stays closed).
+
+        On a cluster the messages are sharded (SPUBLISH): each is heard on the primary
+        of its channel's slot, so there is one subscription per primary; when one fails
+        (its node died, its slots moved) all are dropped and made again later, from the
+        slot map of then."""
+        pubsubs: list[Any] = []
         try:
             with redis_errors():
-                await pubsub.subscribe(*self.channels)
+                if isinstance(self.redis, RedisCluster):
+                    pubsubs = await self._shard_subscriptions(self.redis)
+                else:
+                    pubsubs = [self.redis.pubsub(ignore_subscribe_messages=True)]
+                    await pubsubs[0].subscribe(*self.channels)
                 self._subscribed = True
-                while True:
-                    message = await pubsub.get_message(timeout=None)
-                    if message is not None and message.get("type") == "message":
-                        try:
-                            self.heard(message["data"])
-                        except (ValueError, UnicodeDecodeError) as exc:
-                            log.warning("committer.bad_commit_message", extra={"error": str(exc)})
+                listening = [asyncio.create_task(self._hear(p)) for p in pubsubs]
+                try:
+                    done, _ = await asyncio.wait(listening, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for task in listening:
+                        task.cancel()
+                    await asyncio.gather(*listening, return_exceptions=True)
+                for task in done:
+                    task.result()  # the error that ended it, to the handlers below
         except BackendUnavailable as exc:
             log.warning("committer.commit_listener_failed", extra={"error": str(exc)})
         except Exception:
@@ -175,8 +188,44 @@ class CommitWaiters:
             self._subscribed = False
             self._listener = None
             self._listen_after = time.monotonic() + RESUBSCRIBE_S
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+            for pubsub in pubsubs:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def _shard_subscriptions(self, cluster: RedisCluster) -> list[Any]:
+        by_node: dict[str, list[str]] = {}
+        nodes: dict[str, Any] = {}
+        for channel in self.channels:
+            node = cluster.get_node_from_key(channel)
+            if node is None:
+                raise BackendUnavailable("redis", f"no primary holds the slot of {channel}")
+            nodes[node.name] = node
+            by_node.setdefault(node.name, []).append(channel)
+        pubsubs: list[Any] = []
+        for name, channels in by_node.items():
+            node = nodes[name]
+            client = aioredis.Redis(**node.connection_kwargs)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsubs.append(pubsub)
+            await pubsub.ssubscribe(*channels)
+        return pubsubs
+
+    async def _hear(self, pubsub: Any) -> None:
+        with redis_errors():
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message is None:
+                    continue
+                kind = message.get("type")
+                if kind in ("message", "smessage"):
+                    try:
+                        self.heard(message["data"])
+                    except (ValueError, UnicodeDecodeError) as exc:
+                        log.warning("committer.bad_commit_message", extra={"error": str(exc)})
+                elif kind == "sunsubscribe":
+                    # The slot moved to another node (failover, resharding): subscribe
+                    # again, from the new map.
+                    raise redis.exceptions.ConnectionError("shard channel moved")
 
     async def _poll(self) -> None:
         try:

@@ -34,11 +34,11 @@ from typing import Any
 
 import asyncpg
 import asyncpg.exceptions
-import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
 from gateway.balance.keys import Keys
-from gateway.balance.redisconn import redis_errors
+from gateway.balance.redisconn import RedisClient, redis_errors
 from gateway.config import CommitterConfig
 from gateway.core import metrics
 from gateway.core.errors import BackendUnavailable
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "committer"
 READ_BLOCK_MS = 100
+CLUSTER_POLL_S = 0.02  # on a cluster, how long an empty read waits before the next
 LINGER_S = 0.005  # a small batch waits this long for company (group commit)
 PARSE_SLICE = 50  # settlements checked between two turns of the event loop
 FORGET_IDLE_S = 3600.0  # a consumer with nothing pending, idle this long, is removed
@@ -92,7 +93,7 @@ class Committer:
     def __init__(
         self,
         config: CommitterConfig,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         pool: asyncpg.Pool,
         keys: Keys,
         consumer: str | None = None,
@@ -112,6 +113,7 @@ class Committer:
             keys.settlements(s): keys.dead_settlements(s) for s in range(keys.shards)
         }
         self.channels = {keys.settlements(s): keys.commits_channel(s) for s in range(keys.shards)}
+        self.cluster = isinstance(redis, RedisCluster)
         self.waiters = CommitWaiters(
             redis, channels=tuple(self.channels.values()), consumer=self.consumer
         )
@@ -318,12 +320,37 @@ class Committer:
                     await self.redis.xgroup_delconsumer(stream, GROUP, name)
 
     async def _read(self, cursors: dict[str, str], block_ms: int | None) -> list[StreamEntry]:
-        streams: dict[Any, Any] = dict(cursors)
+        by_stream: Any
+        if self.cluster:
+            by_stream = await self._read_each(cursors, block_ms)
+        else:
+            streams: dict[Any, Any] = dict(cursors)
+            with redis_errors():
+                reply: Any = await self.redis.xreadgroup(
+                    GROUP, self.consumer, streams, count=self.config.batch_size, block=block_ms
+                )
+            by_stream = reply.items() if isinstance(reply, dict) else reply or []
+        return await self._parse(by_stream)
+
+    async def _read_each(self, cursors: dict[str, str], block_ms: int | None) -> list[Any]:
+        """A cluster refuses one read of streams in several slots: one XREADGROUP per
+        stream, sent as one pipeline per node. Nothing there: wait a little, as a
+        blocking read would (a blocking read per stream would hold a connection each)."""
         with redis_errors():
-            reply: Any = await self.redis.xreadgroup(
-                GROUP, self.consumer, streams, count=self.config.batch_size, block=block_ms
-            )
-        by_stream: Any = reply.items() if isinstance(reply, dict) else reply or []
+            pipe = self.redis.pipeline(transaction=False)
+            for stream, cursor in cursors.items():
+                pipe.xreadgroup(
+                    GROUP, self.consumer, {stream: cursor}, count=self.config.batch_size
+                )
+            replies = await pipe.execute()
+        found: list[Any] = []
+        for reply in replies:
+            found.extend(reply.items() if isinstance(reply, dict) else reply or [])
+        if not found and block_ms:
+            await asyncio.sleep(min(block_ms / 1000, CLUSTER_POLL_S))
+        return found
+
+    async def _parse(self, by_stream: Any) -> list[StreamEntry]:
         items: list[StreamEntry] = []
         entries: Any
         for stream, entries in by_stream:
@@ -453,7 +480,10 @@ class Committer:
                 committed = [i.entry_id for i in group if not i.error]
                 dead_ids = [i.entry_id for i in group if i.error]
                 message = commit_message(self.consumer, stream, committed, dead_ids)
-                pipe.publish(self.channels[stream], message)
+                if self.cluster:  # to the shard's own node, not broadcast over the bus
+                    pipe.execute_command("SPUBLISH", self.channels[stream], message)
+                else:
+                    pipe.publish(self.channels[stream], message)
                 await pipe.execute()
         self.batches += 1
         self.dead_lettered += len(dead)

@@ -17,11 +17,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from gateway.balance import fields
 from gateway.balance.keys import Keys
-from gateway.balance.redisconn import redis_errors
+from gateway.balance.redisconn import RedisClient, redis_errors
 from gateway.settlement.entry import SettlementEntry
 
 _FIELDS = (fields.BALANCE, fields.HELD_MICROS, fields.CALLS)
@@ -58,7 +57,7 @@ class _Snapshot:
     live: int
 
 
-async def _snapshot(client: aioredis.Redis, keys: Keys) -> _Snapshot:
+async def _snapshot(client: RedisClient, keys: Keys) -> _Snapshot:
     costs: dict[int, int] = defaultdict(int)
     held: dict[str, int] = defaultdict(int)
     calls: dict[str, int] = defaultdict(int)
@@ -73,21 +72,21 @@ async def _snapshot(client: aioredis.Redis, keys: Keys) -> _Snapshot:
             pending += 1
             for account_id, cost in zip(entry.account_ids, entry.costs_micros, strict=True):
                 costs[account_id] += cost
-        async for session in client.scan_iter(match=f"{keys.tag(shard)}:sess:*", count=1000):
-            state, holds, accounts = await client.hmget(
-                session, [fields.STATE, fields.HOLDS, fields.ACCOUNTS]
-            )
-            if state not in fields.LIVE_STATES or holds is None or accounts is None:
-                continue
-            live += 1
-            for key, hold in zip(json.loads(accounts), json.loads(holds), strict=True):
-                held[key] += int(hold)
-                calls[key] += 1
+    async for session in client.scan_iter(match=keys.sessions_pattern(), count=1000):
+        state, holds, accounts = await client.hmget(
+            session, [fields.STATE, fields.HOLDS, fields.ACCOUNTS]
+        )
+        if state not in fields.LIVE_STATES or holds is None or accounts is None:
+            continue
+        live += 1
+        for key, hold in zip(json.loads(accounts), json.loads(holds), strict=True):
+            held[key] += int(hold)
+            calls[key] += 1
     return _Snapshot(costs, pending, held, calls, live)
 
 
 async def _compare(
-    client: aioredis.Redis, keys: Keys, rows: list[asyncpg.Record], snap: _Snapshot
+    client: RedisClient, keys: Keys, rows: list[asyncpg.Record], snap: _Snapshot
 ) -> list[Drift]:
     drifts: list[Drift] = []
     pipe = client.pipeline(transaction=False)
@@ -108,9 +107,7 @@ async def _compare(
     return drifts
 
 
-async def reconcile(
-    pool: asyncpg.Pool, client: aioredis.Redis, keys: Keys, *, repair: bool
-) -> Report:
+async def reconcile(pool: asyncpg.Pool, client: RedisClient, keys: Keys, *, repair: bool) -> Report:
     """Check every mirrored account; with ``repair``, bring Redis to PostgreSQL's values."""
     sql = "SELECT id, root_id, balance_micros FROM accounts ORDER BY id"
     with redis_errors():

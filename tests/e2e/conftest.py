@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from gateway.balance.keys import Keys
+from gateway.balance.redisconn import shard_count
 from gateway.config import Config, from_mapping
 from gateway.runtime.app import CallPath, Container, Runtime, backend_services
 from tests import factories
@@ -105,7 +106,9 @@ class Gateway:
 
     @property
     def config_keys(self) -> Keys:
-        return Keys(self.config.redis.key_prefix, self.config.redis.shards)
+        return Keys(
+            self.config.redis.key_prefix, shard_count(self.config.redis, self.config.redis.url)
+        )
 
 
 def gateway_config(
