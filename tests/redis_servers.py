@@ -288,7 +288,7 @@ class SentinelSet:
     def current_primary_port(self) -> int:
         for node in self.sentinels:
             with contextlib.suppress(redis.exceptions.RedisError):
-                host, port = node.client().execute_command(
+                _host, port = node.client().execute_command(
                     "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
                 )
                 return int(port)
