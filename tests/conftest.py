@@ -27,6 +27,7 @@ from gateway.balance.service import Balance
 from gateway.config import BalanceConfig, Config, from_mapping
 from gateway.db import migrate
 from gateway.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
+from tests.redis_servers import Cluster
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -161,6 +162,18 @@ _counter = iter(range(1_000_000))
 def keys(redis_namespace: str) -> Keys:
     """Keys under a namespace of this test's own, inside the run's namespace."""
     return Keys(f"{redis_namespace}:{next(_counter)}")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Cluster]:
+    """A 6-node Redis Cluster (3 primaries, 3 replicas) on loopback, for this run only.
+    Shared: tests that kill nodes start a cluster of their own."""
+    with tempfile.TemporaryDirectory(prefix="gwtest-cluster-") as folder:
+        cluster = Cluster(Path(folder))
+        try:
+            yield cluster.start(6)
+        finally:
+            cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -63,6 +64,10 @@ class Node:
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
 
+    def command(self, *args: str) -> Any:
+        with self.client() as client:
+            return client.execute_command(*args)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -82,7 +87,6 @@ class Node:
 
 def _start(server: str, node: Node, *args: str) -> None:
     node.folder.mkdir(parents=True, exist_ok=True)
-    log = (node.folder / "redis.log").open("ab")
     node.proc = subprocess.Popen(
         [
             server,
@@ -96,16 +100,18 @@ def _start(server: str, node: Node, *args: str) -> None:
             "",
             "--appendonly",
             "no",
+            "--logfile",
+            str(node.folder / "redis.log"),
             *args,
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     deadline = time.monotonic() + 10
     while True:
         with contextlib.suppress(redis.exceptions.ConnectionError):
-            if node.client().ping():
+            if node.command("PING"):
                 return
         if time.monotonic() > deadline or node.proc.poll() is not None:
             raise RuntimeError(f"redis-server on {node.port} did not start: {node.folder}")
@@ -165,17 +171,30 @@ class Cluster:
         """Until every live node says cluster_state:ok and every slot has a live primary."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if all(self._ok(n) for n in self.nodes if n.alive()) and self._covered():
+            live = [n for n in self.nodes if n.alive()]
+            if all(self._ok(n) for n in live) and self._covered() and self._synced(live):
                 return
             time.sleep(0.1)
         raise RuntimeError("the cluster did not become ok")
 
     def _ok(self, node: Node) -> bool:
         with contextlib.suppress(redis.exceptions.RedisError):
-            info = node.client().execute_command("CLUSTER", "INFO")
+            info = node.command("CLUSTER", "INFO")
             text = info.decode() if isinstance(info, bytes) else str(info)
             return "cluster_state:ok" in text
         return False
+
+    def _synced(self, live: list[Node]) -> bool:
+        """Every live replica has its primary's data (a WAIT can count it)."""
+        for node in live:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                with node.client() as client:
+                    info = client.info("replication")
+                if info.get("role") == "slave" and (
+                    info.get("master_link_status") != "up" or info.get("master_sync_in_progress")
+                ):
+                    return False
+        return True
 
     def _covered(self) -> bool:
         covered = 0
@@ -195,7 +214,7 @@ class Cluster:
         return ranges
 
     def _myself(self, node: Node) -> str:
-        raw = node.client().execute_command("CLUSTER", "NODES")
+        raw = node.command("CLUSTER", "NODES")
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         return next(line for line in text.splitlines() if "myself" in line)
 
@@ -210,7 +229,7 @@ class Cluster:
         return found
 
     def primary_of(self, key: str) -> Node:
-        slot = int(self.nodes[0].client().execute_command("CLUSTER", "KEYSLOT", key))
+        slot = int(self.nodes[0].command("CLUSTER", "KEYSLOT", key))
         for node in self.primaries():
             if any(a <= slot <= b for a, b in self._slots_of(node)):
                 return node
@@ -269,7 +288,8 @@ class SentinelSet:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with contextlib.suppress(redis.exceptions.RedisError):
-                info = self.replica.client().info("replication")
+                with self.replica.client() as client:
+                    info = client.info("replication")
                 if info.get("master_link_status") == "up" and self._sentinels_see_replica():
                     return
             time.sleep(0.1)
@@ -278,7 +298,7 @@ class SentinelSet:
     def _sentinels_see_replica(self) -> bool:
         for node in self.sentinels:
             try:
-                replicas = node.client().execute_command("SENTINEL", "REPLICAS", self.service)
+                replicas = node.command("SENTINEL", "REPLICAS", self.service)
             except redis.exceptions.RedisError:
                 return False
             if not replicas:
@@ -288,9 +308,7 @@ class SentinelSet:
     def current_primary_port(self) -> int:
         for node in self.sentinels:
             with contextlib.suppress(redis.exceptions.RedisError):
-                _host, port = node.client().execute_command(
-                    "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
-                )
+                _host, port = node.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
                 return int(port)
         raise LookupError("no sentinel answers")
 

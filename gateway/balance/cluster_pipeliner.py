@@ -89,6 +89,7 @@ class ClusterPipeliner:
         self._closed = False
         self._refreshing: asyncio.Task[None] | None = None
         self._refreshed_at = 0.0
+        self._mapped = False
         timeout = client.get_connection_kwargs().get("socket_timeout")
         self._budget_s = float(timeout) if timeout else 2.0
 
@@ -107,6 +108,8 @@ class ClusterPipeliner:
         if self._closed:
             raise BackendUnavailable("redis", "the balance service is stopping")
         slot = key_slot(keys[0].encode())
+        if not self._mapped:
+            await self._map_once()
         try:
             return await self._lane(slot).call(name, keys, args)
         except redis.exceptions.AskError as exc:
@@ -158,9 +161,18 @@ class ClusterPipeliner:
                 metrics.BACKEND_ERRORS.labels("redis").inc()
                 raise BackendUnavailable("redis", f"{type(error).__name__}: {error}") from error
 
+    async def _map_once(self) -> None:
+        """The slot map, read the first time a call needs it (``load`` reads it too)."""
+        with redis_errors():
+            await self.client.initialize()
+        self._mapped = True
+
     def _lane(self, slot: int) -> _Lane:
         with redis_errors():
-            node = self.client.nodes_manager.get_node_from_slot(slot)
+            try:
+                node = self.client.nodes_manager.get_node_from_slot(slot)
+            except KeyError:  # no primary known for it (mid-failover map): read it again
+                raise redis.exceptions.ClusterDownError(f"slot {slot} has no primary") from None
         lane = self._lanes.get(node.name)  # by address: each map read makes new node objects
         if lane is None:
             lane = self._lanes[node.name] = _Lane(node, self.scripts, self.replication)
@@ -196,8 +208,8 @@ class ClusterPipeliner:
 
     async def load(self) -> None:
         """SCRIPT LOAD every script on every primary."""
+        await self._map_once()
         with redis_errors():
-            await self.client.initialize()
             for source in {s.source for s in self.scripts.values()}:
                 await self.client.script_load(source)
 

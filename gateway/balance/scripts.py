@@ -28,6 +28,8 @@ from gateway.core.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 
+WAIT_PAUSE_S = 5.0  # after a WAIT no replica answered, pipelines go without one this long
+
 SCRIPT_NAMES = (
     "reserve",
     "start",
@@ -123,8 +125,10 @@ class Pipeliner:
     the scripts' idempotency makes a retry safe.
 
     With ``replication.acks``, each pipeline ends with a WAIT: its replies are read
-    only once that many replicas hold its writes (or the wait timed out, which is
-    counted), so a replica that takes over has every call the gateway answered.
+    only once that many replicas hold its writes, so a replica that takes over has
+    every call the gateway answered. A wait that times out (the primary has lost its
+    replica) is counted, and the next ``WAIT_PAUSE_S`` of pipelines go without one
+    (counted too): a shard without a replica keeps its speed, unprotected, visibly.
     """
 
     def __init__(
@@ -147,6 +151,7 @@ class Pipeliner:
         self._connections: list[Any] = []  # idle, at most max_in_flight
         self._closed = False
         self._warn_after = 0.0
+        self._wait_paused_until = 0.0
 
     def _batch_timeout(self) -> float | None:
         """The client's socket timeout: one covers each batch."""
@@ -233,7 +238,11 @@ class Pipeliner:
         socket timeout, covers the batch; a batch that fails or times out leaves its
         connection closed, so no reply of it can be read by the next.
         """
-        packed = b"".join([pack_call(c.script.head, c.keys, c.args) for c in batch]) + self._wait
+        wait = self._wait
+        if wait and time.monotonic() < self._wait_paused_until:
+            wait = b""
+            metrics.REDIS_UNREPLICATED.inc()
+        packed = b"".join([pack_call(c.script.head, c.keys, c.args) for c in batch]) + wait
         self.pipelines_sent += 1
         self.calls_sent += len(batch)
         started = time.perf_counter()
@@ -249,7 +258,7 @@ class Pipeliner:
                             replies.append(await read())
                         except redis.exceptions.ResponseError as exc:
                             replies.append(exc)  # read whole: the stream stays in step
-                    if self._wait:
+                    if wait:
                         self._replicated(await read())
             except BaseException:
                 await connection.disconnect(nowait=True)
@@ -264,6 +273,10 @@ class Pipeliner:
             return
         metrics.REDIS_UNREPLICATED.inc()
         now = time.monotonic()
+        # No replica answered in time: most likely the primary has none (it lost it, or
+        # it is a replica just promoted). Waiting on every pipeline would add the
+        # timeout to each call; send without WAIT for a while, then look again.
+        self._wait_paused_until = now + WAIT_PAUSE_S
         if now >= self._warn_after:  # once a minute, not once per pipeline
             self._warn_after = now + 60
             log.warning(

@@ -191,6 +191,8 @@ class CommitWaiters:
             for pubsub in pubsubs:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+                    if isinstance(self.redis, RedisCluster):  # the node client is ours
+                        await pubsub.connection_pool.disconnect()
 
     async def _shard_subscriptions(self, cluster: RedisCluster) -> list[Any]:
         by_node: dict[str, list[str]] = {}
@@ -204,10 +206,20 @@ class CommitWaiters:
         pubsubs: list[Any] = []
         for name, channels in by_node.items():
             node = nodes[name]
-            client = aioredis.Redis(**node.connection_kwargs)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            # a client of the node's own: a sharded subscription lives on one node
+            pool = aioredis.ConnectionPool(
+                connection_class=node.connection_class, max_connections=1, **node.connection_kwargs
+            )
+            client = aioredis.Redis(connection_pool=pool)
+            # subscribe messages are seen: the node's own sunsubscribe (its slot moved)
+            # must reach _hear, not be swallowed
+            pubsub = client.pubsub()
             pubsubs.append(pubsub)
-            await pubsub.ssubscribe(*channels)
+            by_slot: dict[int, list[str]] = {}
+            for channel in channels:
+                by_slot.setdefault(cluster.keyslot(channel), []).append(channel)
+            for same_slot in by_slot.values():  # one SSUBSCRIBE may not cross slots
+                await pubsub.ssubscribe(*same_slot)
         return pubsubs
 
     async def _hear(self, pubsub: Any) -> None:

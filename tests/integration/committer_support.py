@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
-import redis.asyncio as aioredis
 
+from gateway.balance.cluster_pipeliner import pipeliner_for
 from gateway.balance.keys import Keys
-from gateway.balance.scripts import Pipeliner, load_scripts
+from gateway.balance.redisconn import RedisClient
 from gateway.balance.store import BalanceStore, SessionRef
 from gateway.balance.types import CallEnd, CallMeta, Settled
 from gateway.config import BalanceConfig
@@ -87,9 +87,9 @@ class Calls:
 class Switch:
     """Places calls through the real balance scripts (BalanceStore)."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self.keys = keys
-        self.pipeliner = Pipeliner(redis, load_scripts())
+        self.pipeliner = pipeliner_for(redis)
         self.store = BalanceStore(self.pipeliner, keys, BalanceConfig())
 
     async def load(self, tree: Tree) -> None:

@@ -1,7 +1,7 @@
 """One worker process of the two-worker overdraft test: reserves COUNT calls at once
 on a chain already mirrored in Redis and prints how many were granted.
 
-python -m tests.integration.balance.reserve_worker URL PREFIX CHAIN_JSON COUNT MODE TAG AT
+python -m tests.integration.balance.reserve_worker URL PREFIX SHARDS CHAIN_JSON COUNT MODE TAG AT
 
 Both workers begin at unix time AT, so their requests reach Redis interleaved.
 """
@@ -13,25 +13,25 @@ import json
 import sys
 import time
 
-import redis.asyncio as aioredis
-
+from gateway.balance.cluster_pipeliner import pipeliner_for
 from gateway.balance.keys import Keys
-from gateway.balance.scripts import Pipeliner, load_scripts
+from gateway.balance.redisconn import create_client
 from gateway.balance.store import BalanceStore, SessionRef
 from gateway.balance.types import Grant
-from gateway.config import BalanceConfig
+from gateway.config import BalanceConfig, RedisConfig
 from gateway.rating.chain import Chain, Level
 from tests import factories
 
 
 async def main(
-    url: str, prefix: str, chain_json: str, count: int, mode: str, tag: str, at: float
+    url: str, prefix: str, shards: int, chain_json: str, count: int, mode: str, tag: str, at: float
 ) -> int:
     root, levels = json.loads(chain_json)
     chain = Chain(root, tuple(Level(a, True, factories.rate(p)) for a, p in levels))
     config = BalanceConfig(max_call_s=7200 if mode == "slice" else 60, slice_min_s=60)
-    client = aioredis.Redis.from_url(url)
-    store = BalanceStore(Pipeliner(client, load_scripts()), Keys(prefix), config)
+    redis_config = RedisConfig(url=url)
+    client = create_client(redis_config, url)
+    store = BalanceStore(pipeliner_for(client, redis_config), Keys(prefix, shards), config)
     await store.pipeliner.load()
     await asyncio.sleep(max(0.0, at - time.time()))
     results = await asyncio.gather(
@@ -51,5 +51,5 @@ async def main(
 
 
 if __name__ == "__main__":
-    url, prefix, chain_json, count, mode, tag, at = sys.argv[1:8]
-    print(asyncio.run(main(url, prefix, chain_json, int(count), mode, tag, float(at))))
+    url, prefix, shards, chain_json, count, mode, tag, at = sys.argv[1:9]
+    print(asyncio.run(main(url, prefix, int(shards), chain_json, int(count), mode, tag, float(at))))

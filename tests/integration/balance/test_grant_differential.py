@@ -9,8 +9,9 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.balance.cluster_pipeliner import pipeliner_for
 from gateway.balance.keys import Keys
-from gateway.balance.scripts import Pipeliner, load_scripts
+from gateway.balance.redisconn import RedisClient
 from gateway.balance.store import BalanceStore, SessionRef
 from gateway.balance.types import Grant
 from gateway.config import BalanceConfig
@@ -56,16 +57,17 @@ chains = st.tuples(rates, st.integers(0, 3_000_000), st.integers(0, 200_000)).fl
     slice_min=st.sampled_from([0, 30, 60, 90]),
 )
 async def test_reserve_grants_what_billing_says(
-    redis_client: aioredis.Redis,
+    redis_client: RedisClient,
     redis_namespace: str,
+    keys: Keys,
     chain_levels: list[tuple[Rate | None, int, int]],
     cap: int,
     slice_min: int,
 ) -> None:
     n = next(_examples)
-    keys = Keys(f"{redis_namespace}:grant-diff:{n}")
+    keys = Keys(f"{redis_namespace}:grant-diff:{n}", keys.shards)
     config = BalanceConfig(max_call_s=cap, slice_min_s=max(slice_min, 1), slice_s=300)
-    store = BalanceStore(Pipeliner(redis_client, load_scripts()), keys, config)
+    store = BalanceStore(pipeliner_for(redis_client), keys, config)
     try:
         await store.pipeliner.load()
         await _check(store, redis_client, keys, n, chain_levels, cap, slice_min)

@@ -14,11 +14,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.balance.keys import Keys
+from gateway.balance.redisconn import RedisClient
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionRef
 from gateway.balance.types import CallEnd, Grant
 from gateway.calls.credit import SliceKeeper
-from gateway.config import BalanceConfig
+from gateway.config import BalanceConfig, RedisConfig
 from gateway.core.reasons import Reason, Refusal
 from gateway.rating.billing import cost
 from gateway.rating.chain import Chain, Level
@@ -403,7 +404,7 @@ async def test_a_provisional_hold_is_taken_over_once(
 
 @pytest.mark.parametrize("mode", ["slice", "whole"])
 async def test_two_workers_admit_exactly_k(
-    redis_client: aioredis.Redis, redis_url: str, keys: Keys, mode: str
+    redis_client: RedisClient, redis_config: RedisConfig, keys: Keys, mode: str
 ) -> None:
     """Two processes, 500 Access-Requests each, one balance covering K = 9 slices (in
     whole mode: 9 one-minute calls): exactly 9 are admitted in all."""
@@ -430,8 +431,9 @@ async def test_two_workers_admit_exactly_k(
             sys.executable,
             "-m",
             "tests.integration.balance.reserve_worker",
-            redis_url,
+            redis_config.url,
             keys.prefix,
+            str(keys.shards),
             chain_json,
             "500",
             mode,
