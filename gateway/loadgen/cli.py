@@ -72,6 +72,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     gw.add_argument("--acct-port", type=int, help="default: radius.acct_port of the config")
     gw.add_argument("--source", default="", help="address to send from (default: the OS's)")
     gw.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="HOST:AUTH_PORT:ACCT_PORT",
+        help="another gateway (repeatable): calls are spread over all, and a request "
+        "unanswered twice goes to the next, as a switch's RADIUS server list does",
+    )
+    gw.add_argument(
         "--secret",
         help="shared secret (default: the configured client matching the source, else "
         f"the demo's {demo.DEMO_RADIUS_SECRET!r})",
@@ -213,6 +221,21 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(calls, args.seconds, durations, options, mode)
 
 
+def _others(specs: list[str]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for spec in specs:
+        host, _, ports = spec.rpartition(":")
+        host, _, auth = host.rpartition(":")
+        try:
+            server = (host.strip("[]"), int(auth), int(ports))
+        except ValueError:
+            raise UsageError(f"--also: want HOST:AUTH_PORT:ACCT_PORT, got {spec!r}") from None
+        if not server[0]:
+            raise UsageError(f"--also: want HOST:AUTH_PORT:ACCT_PORT, got {spec!r}")
+        out.append(server)
+    return tuple(out)
+
+
 def _source_address(server: str, port: int, source: str) -> str:
     """The address datagrams to ``server`` leave from (what the gateway matches)."""
     family = socket.getaddrinfo(server, port, type=socket.SOCK_DGRAM)[0][0]
@@ -334,7 +357,7 @@ def _switch(args: argparse.Namespace, cfg: Config) -> Switch:
     source = _source_address(args.server, auth_port, args.source)
     client = _matching_client(cfg, source)
     secret = args.secret or (client.secret if client else demo.DEMO_RADIUS_SECRET)
-    target = Target(args.server, auth_port, acct_port, args.source)
+    target = Target(args.server, auth_port, acct_port, args.source, _others(args.also))
     return Switch(target, source, secret, client is not None)
 
 
@@ -400,7 +423,11 @@ def run(args: argparse.Namespace) -> int:
             "embedded server's URL is in the gateway's log, event embedded.postgres.started)"
         )
         return EXIT_USAGE
-    switch = _switch(args, cfg)
+    try:
+        switch = _switch(args, cfg)
+    except UsageError as exc:
+        _say(str(exc))
+        return EXIT_USAGE
     run_id = secrets.token_hex(3)
     population = asyncio.run(_population(url, args, run_id))
     if not population.callers:
@@ -421,7 +448,7 @@ def run(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {
         "run": run_id,
         "mode": settings.mode,
-        "server": f"{t.host}:{t.auth_port}/{t.acct_port}",
+        "server": ", ".join(f"{h}:{a}/{c}" for h, a, c in t.servers),
         "customers": len(population.callers),
         # When the calls were placed, by the wall clock: lets a benchmark attribute the
         # CPU time of the servers to this window (set-up and --verify excluded).

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from gateway.loadgen.packets import RequestBuilder, reply_matches, resign
 from gateway.loadgen.plan import CallSpec
@@ -66,6 +66,13 @@ class Target:
     auth_port: int
     acct_port: int
     source: str = ""
+    # More gateways, as a switch's RADIUS server list: calls are spread over all, and a
+    # request unanswered RETRIES_PER_SERVER times is sent to the next one.
+    others: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def servers(self) -> tuple[tuple[str, int, int], ...]:
+        return ((self.host, self.auth_port, self.acct_port), *self.others)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,16 +169,28 @@ def refusal_reason(reply: bytes) -> str:
     return " ".join(parts) or "Access-Reject"
 
 
+RETRIES_PER_SERVER = 2  # with several gateways: sends to one before the next
+
+
+def _address(host: str, port: int) -> tuple[int, Any]:
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    return family, address
+
+
 def _open_socket(target: Target, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(target.host, port, type=socket.SOCK_DGRAM)[
-        0
-    ]
-    sock = socket.socket(family, kind, proto)
+    """A socket to the gateway's ``port``; with several gateways, not connected (each
+    datagram names its gateway) and bound so that every gateway sees one source."""
+    family, address = _address(target.host, port)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
     if target.source:
         sock.bind((target.source, 0))
-    sock.connect(address)
+    if target.others:
+        if not target.source:
+            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+    else:
+        sock.connect(address)
     sock.setblocking(False)
     return sock
 
@@ -212,6 +231,13 @@ class Engine:
             [_open_socket(target, target.auth_port) for _ in range(k)],
             [_open_socket(target, target.acct_port) for _ in range(k)],
         ]
+        # [server][pool] -> address; None: one gateway, on connected sockets
+        self.addresses: list[list[Any]] | None = None
+        if target.others:
+            self.addresses = [
+                [_address(host, auth)[1], _address(host, acct)[1]]
+                for host, auth, acct in target.servers
+            ]
         self.pending: list[list[list[Call | None]]] = [
             [[None] * IDS_PER_SOCKET for _ in range(k)] for _ in range(2)
         ]
@@ -249,7 +275,7 @@ class Engine:
                 packet = make(k, attempt)
                 sent[k] = packet
                 try:
-                    self.socks[0][k].send(packet)
+                    self._transmit(self.socks[0][k], packet, 0, 0)
                 except OSError as exc:
                     last = f"send failed: {exc}"
             attempt += 1
@@ -368,11 +394,24 @@ class Engine:
         self.in_flight += 1
         self.counters.sent[kind] += 1
         try:
-            self.socks[pool][k].send(packet)
+            self._transmit(self.socks[pool][k], packet, pool, self._server(call))
         except OSError:
             self.counters.send_errors += 1  # the retransmission timer covers it
         self.retry_queue.append((now + self.options.timeout_s, call, call.gen))
         return True
+
+    def _transmit(self, sock: socket.socket, packet: bytes, pool: int, server: int) -> None:
+        if self.addresses is None:
+            sock.send(packet)
+        else:
+            sock.sendto(packet, self.addresses[server][pool])
+
+    def _server(self, call: Call) -> int:
+        """Which gateway this try goes to: the call's own (calls are spread over them
+        all), then the next after every RETRIES_PER_SERVER unanswered tries."""
+        if self.addresses is None:
+            return 0
+        return (call.slot_id + (call.tries - 1) // RETRIES_PER_SERVER) % len(self.addresses)
 
     def _free_slot(self, pool: int, first: int) -> tuple[int, int] | None:
         rows = self.pending[pool]
@@ -408,7 +447,9 @@ class Engine:
                 call.tries += 1
                 counters.retransmits[call.kind] += 1
                 try:
-                    self.socks[call.pool][call.sock].send(call.packet)
+                    self._transmit(
+                        self.socks[call.pool][call.sock], call.packet, call.pool, self._server(call)
+                    )
                 except OSError:
                     counters.send_errors += 1
                 queue.append((now + timeout_s, call, gen))

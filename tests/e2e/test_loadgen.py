@@ -113,9 +113,10 @@ class GatewayProcess:
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
+        marker = READY_MARKER if self.workers > 1 else '"event":"gateway.ready"'
         while time.monotonic() < deadline:
             text = self.log.read_bytes()[offset:].decode(errors="replace")
-            if READY_MARKER in text:
+            if marker in text:
                 return text
             if self.proc.poll() is not None:
                 break
