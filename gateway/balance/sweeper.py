@@ -68,7 +68,9 @@ class Sweeper(Periodic):
                 start = float(answered_at or 0)
                 seconds = int(held or granted or 0)
                 end = CallEnd(disconnect_at=start + seconds, cause=ORPHAN_CAUSE, connect_at=start)
-                await self.store.settle_key(session, shard, seconds, end)
+                settled = await self.store.settle_key(session, shard, seconds, end)
+                if settled.duplicate:
+                    return 0  # another gateway's sweeper ended it a moment ago
                 self.settled += 1
                 metrics.ORPHANS_SWEPT.labels("settled").inc()
             elif state is None:
@@ -77,7 +79,8 @@ class Sweeper(Periodic):
                     await client.zrem(self.store.keys.due(shard), session)
                 return 0
             else:
-                await self.store.release_key(session, shard)
+                if not await self.store.release_key(session, shard):
+                    return 0  # already ended, by another gateway's sweeper or the call
                 self.released += 1
                 metrics.ORPHANS_SWEPT.labels("released").inc()
         except (UnknownSession, SessionEnded):

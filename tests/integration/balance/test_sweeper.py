@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import asyncpg
@@ -74,3 +75,35 @@ async def test_release_policy_charges_nothing(
     assert await service.store.session_state(ref) == "released"
     account = await redis_client.hgetall(keys.account(tree.top, tree.customer))
     assert (account[b"bal"], account[b"held"]) == (b"600000", b"0")
+
+
+async def test_two_gateways_sweeping_at_once_end_each_orphan_once(
+    make_balance: MakeBalance, db_pool: asyncpg.Pool
+) -> None:
+    """Every gateway runs a sweeper over the same shards: the session's state, changed
+    in the script, lets one of them end an orphan and makes the other's try a no-op."""
+    here = await make_balance(BalanceConfig(max_call_s=60))
+    there = await make_balance(BalanceConfig(max_call_s=60))
+    refs = []
+    async with db_pool.acquire() as conn:
+        for i in range(12):
+            tree = await factories.tree(
+                conn, customer_balance=10**9, sub_balance=10**9, top_balance=10**9
+            )
+            ref = SessionRef(tree.top, f"orphan-{i}")
+            assert isinstance(
+                await here.reserve(ref, tree.chain(), factories.meta(ref.session_key)), Grant
+            )
+            if i % 2:
+                await here.store.answered(ref, answered_at=time.time())
+            refs.append(ref)
+    later = time.time() + 60 + here.store.config.hold_margin_s + 1
+    ended = await asyncio.gather(*(b.sweeper.sweep(now=later) for b in (here, there, here, there)))
+    assert sum(ended) == 12
+    keys = here.store.keys
+    entries = []
+    for shard in {keys.shard_of(r.root_id) for r in refs}:
+        entries += await here.pipeliner.client.xrange(keys.settlements(shard))
+    sessions = [SettlementEntry.from_json(fields[b"s"]).session for _id, fields in entries]
+    ours = [s for s in sessions if "orphan-" in s]
+    assert len(ours) == len(set(ours)) == 6  # the answered ones, each once
