@@ -272,11 +272,12 @@ class SentinelSet:
                 f"sentinel down-after-milliseconds {self.service} {NODE_TIMEOUT_MS}\n"
                 f"sentinel failover-timeout {self.service} 5000\n"
                 f"sentinel parallel-syncs {self.service} 1\n"
+                f"logfile {node.folder / 'sentinel.log'}\n"
             )
             node.proc = subprocess.Popen(
                 [server, str(conf), "--sentinel"],
-                stdout=(node.folder / "sentinel.log").open("ab"),
-                stderr=subprocess.STDOUT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
             self.sentinels.append(node)

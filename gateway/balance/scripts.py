@@ -148,6 +148,9 @@ class Pipeliner:
         self.pipelines_sent = 0
         self.calls_sent = 0
         self._timeout_s = self._batch_timeout()
+        if self._wait and self._timeout_s is not None:
+            # the WAIT may take its whole timeout before it answers: not a dead server
+            self._timeout_s += self.replication.timeout_ms / 1000
         self._connections: list[Any] = []  # idle, at most max_in_flight
         self._closed = False
         self._warn_after = 0.0
@@ -251,6 +254,10 @@ class Pipeliner:
             connection = await self._connection()
             try:
                 async with asyncio.timeout(self._timeout_s):
+                    if not connection.is_connected:
+                        # connect() and not the send's own: under Sentinel it asks the
+                        # Sentinels where the primary is now
+                        await connection.connect()
                     await connection.send_packed_command(packed, check_health=False)
                     read = connection.read_response
                     for _ in batch:

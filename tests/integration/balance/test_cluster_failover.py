@@ -62,8 +62,8 @@ async def _client(cluster: Cluster) -> tuple[RedisClient, RedisConfig]:
     return create_client(config, config.url), config
 
 
-async def _open_accounts(client: RedisClient, keys: Keys) -> None:
-    for root in ROOTS:
+async def _open_accounts(client: RedisClient, keys: Keys, roots: tuple[int, ...] = ROOTS) -> None:
+    for root in roots:
         await client.hset(
             keys.account(root, root),
             mapping={
