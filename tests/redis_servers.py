@@ -82,26 +82,26 @@ class Node:
 
 def _start(server: str, node: Node, *args: str) -> None:
     node.folder.mkdir(parents=True, exist_ok=True)
-    log = (node.folder / "redis.log").open("ab")
-    node.proc = subprocess.Popen(
-        [
-            server,
-            "--port",
-            str(node.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(node.folder),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            *args,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with (node.folder / "redis.log").open("ab") as log:  # the child keeps its own copy
+        node.proc = subprocess.Popen(
+            [
+                server,
+                "--port",
+                str(node.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(node.folder),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                *args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 10
     while True:
         with contextlib.suppress(redis.exceptions.ConnectionError):
@@ -254,12 +254,13 @@ class SentinelSet:
                 f"sentinel failover-timeout {self.service} 5000\n"
                 f"sentinel parallel-syncs {self.service} 1\n"
             )
-            node.proc = subprocess.Popen(
-                [server, str(conf), "--sentinel"],
-                stdout=(node.folder / "sentinel.log").open("ab"),
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            with (node.folder / "sentinel.log").open("ab") as log:
+                node.proc = subprocess.Popen(
+                    [server, str(conf), "--sentinel"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             self.sentinels.append(node)
         self.wait_replica_synced()
         return self
@@ -288,7 +289,7 @@ class SentinelSet:
     def current_primary_port(self) -> int:
         for node in self.sentinels:
             with contextlib.suppress(redis.exceptions.RedisError):
-                host, port = node.client().execute_command(
+                _host, port = node.client().execute_command(
                     "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
                 )
                 return int(port)
