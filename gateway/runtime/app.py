@@ -44,7 +44,7 @@ from gateway.db.pool import create_pool, pg_errors
 from gateway.radius.clients import ClientTable
 from gateway.radius.server import RadiusFront
 from gateway.rating.carriers import Gateway
-from gateway.runtime import demo
+from gateway.runtime import demo, readiness
 from gateway.runtime.embedded import EmbeddedPostgres, EmbeddedRedis
 from gateway.runtime.gauges import GaugeSampler
 from gateway.runtime.ops import Check, OpsServer, notify_systemd
@@ -299,14 +299,10 @@ class CallPath:
         rt = self.runtime
 
         async def redis_ok() -> str | None:
-            await rt.client().ping()
-            return None
+            return await readiness.redis_problem(rt.client(), rt.keys)
 
         async def postgres_ok() -> str | None:
-            async with rt.pool().acquire() as conn:
-                await conn.fetchval("SELECT 1")
-                current = await migrate.is_current(conn)
-            return None if current else "schema migrations pending"
+            return await readiness.postgres_problem(rt.pool(), rt.client(), rt.keys)
 
         async def radius_ok() -> str | None:
             if self.radius is None or self.radius.listening():

@@ -1,9 +1,14 @@
 """Operations endpoint: /metrics for Prometheus, /healthz and /readyz for load balancers.
 
 A deliberately small HTTP/1.1 server on asyncio streams (GET only, one response per
-connection), so the call path's process needs no web framework. /readyz answers
-200 only when Redis and PostgreSQL answer, the schema is current and the fronts
-listen; otherwise 503 with the failing checks, one per line.
+connection), so the call path's process needs no web framework.
+
+- /healthz (liveness): 200 whenever the event loop runs this handler; it asks no
+  back-end, so an outage of Redis or PostgreSQL never gets a live process restarted.
+- /readyz (readiness): 200 when the gateway can answer calls now, else 503 with the
+  failing checks, one per line. A check may also report ``Degraded``: still 200, the
+  note listed under "ready (degraded)" (PostgreSQL away, settlements spooled in Redis;
+  see ``gateway.runtime.readiness``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ from prometheus_client import (
 from gateway.config import MetricsConfig
 
 log = logging.getLogger(__name__)
+
+
+class Degraded(str):
+    """What a check returns when the gateway still answers calls, with a caveat."""
+
+    __slots__ = ()
+
 
 Check = Callable[[], Awaitable[str | None]]  # None when fine, else what is wrong
 CHECK_TIMEOUT_S = 2.0
@@ -69,6 +81,11 @@ class OpsServer:
 
     async def readiness(self) -> list[str]:
         """The failing checks, as 'name: reason' lines (empty when ready)."""
+        return [line for line in await self.report() if not isinstance(line, Degraded)]
+
+    async def report(self) -> list[str]:
+        """Every check with something to say, as 'name: reason' lines; ``Degraded``
+        lines do not make the gateway unready."""
 
         async def run(name: str, check: Check) -> str | None:
             try:
@@ -77,7 +94,10 @@ class OpsServer:
                 problem = f"no answer within {CHECK_TIMEOUT_S}s"
             except Exception as exc:  # a check must report, never crash the endpoint
                 problem = f"{type(exc).__name__}: {exc}"
-            return None if problem is None else f"{name}: {problem}"
+            if problem is None:
+                return None
+            line = f"{name}: {problem}"
+            return Degraded(line) if isinstance(problem, Degraded) else line
 
         results = await asyncio.gather(*(run(n, c) for n, c in self.checks.items()))
         return [r for r in results if r is not None]
@@ -113,10 +133,11 @@ class OpsServer:
         if target == "/healthz":
             return 200, "text/plain", b"alive\n"
         if target == "/readyz":
-            problems = await self.readiness()
-            if problems:
-                return 503, "text/plain", ("\n".join(problems) + "\n").encode()
-            return 200, "text/plain", b"ready\n"
+            lines = await self.report()
+            body = "".join(f"{line}\n" for line in lines).encode()
+            if any(not isinstance(line, Degraded) for line in lines):
+                return 503, "text/plain", body
+            return 200, "text/plain", (b"ready (degraded)\n" + body) if lines else b"ready\n"
         return 404, "text/plain", b"not found\n"
 
 

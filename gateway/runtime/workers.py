@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.config import Config
+from gateway.runtime import readiness
 from gateway.runtime.app import (
     WORKER_COUNT_ENV,
     Container,
@@ -185,13 +186,10 @@ class Supervisor:
 
     def _checks(self, runtime: Runtime) -> dict[str, Check]:
         async def redis_ok() -> str | None:
-            await runtime.client().ping()
-            return None
+            return await readiness.redis_problem(runtime.client(), runtime.keys)
 
         async def postgres_ok() -> str | None:
-            async with runtime.pool().acquire() as conn:
-                await conn.fetchval("SELECT 1")
-            return None
+            return await readiness.postgres_problem(runtime.pool(), runtime.client(), runtime.keys)
 
         async def workers_ok() -> str | None:
             down = [w.index for w in self.workers if not (w.alive() and w.ready.is_set())]

@@ -1,4 +1,5 @@
-"""Operations: /metrics moves with a scripted call flow; /readyz follows the backends."""
+"""Operations: /metrics moves with a scripted call flow; /readyz follows the backends
+(Redis away: not ready; PostgreSQL away: ready, degraded)."""
 
 from __future__ import annotations
 
@@ -145,6 +146,16 @@ async def _wait_ready(port: int, want: int) -> str:
     raise AssertionError(f"/readyz never answered {want}: {body}")
 
 
+async def _wait_ready_with(port: int, text: str) -> str:
+    body = ""
+    for _ in range(100):
+        status, body = await http_get(port, "/readyz")
+        if status == 200 and text in body:
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"/readyz never answered 200 with {text!r}: {body}")
+
+
 async def test_readyz_follows_redis_and_postgresql(
     database_url: str, redis_url: str, keys: Keys, tmp_path: Path, db_pool: asyncpg.Pool
 ) -> None:
@@ -165,10 +176,13 @@ async def test_readyz_follows_redis_and_postgresql(
             assert "redis:" in await _wait_ready(port, 503)
             await redis_proxy.restore()
             await _wait_ready(port, 200)
+            # PostgreSQL away: degraded, still ready (settlements spool in Redis).
             await pg_proxy.cut()
-            assert "postgresql:" in await _wait_ready(port, 503)
+            body = await _wait_ready_with(port, "degraded")
+            assert body.startswith("ready (degraded)\npostgresql: unreachable"), body
+            assert "0 settlements spooled in Redis" in body
             await pg_proxy.restore()
-            await _wait_ready(port, 200)
+            assert await _wait_ready_with(port, "ready\n") == "ready\n"
     finally:
         await pg_proxy.close()
         await redis_proxy.close()
