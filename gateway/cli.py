@@ -29,7 +29,13 @@ from gateway.runtime.app import (
     backend_services,
     gateway_services,
 )
-from gateway.runtime.workers import Supervisor, api_argv, signal_ready, worker_argv
+from gateway.runtime.workers import (
+    Supervisor,
+    api_argv,
+    end_with_supervisor,
+    signal_ready,
+    worker_argv,
+)
 from gateway.settlement.reconcile import reconcile
 
 log = logging.getLogger(__name__)
@@ -194,6 +200,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             api_argv=api_argv(args.config) if args.api else (),
         )
         return _run_async(supervisor.run)
+    end_with_supervisor()
     runtime = Runtime(cfg)
     services = gateway_services(runtime, with_demo=args.demo and not args.worker)
     if args.api and not args.worker:
@@ -223,6 +230,7 @@ def _api(args: argparse.Namespace, cfg: Config) -> int:
     """``gateway api``: the management API and portal, apart from the call path."""
     from gateway.api.server import ApiServer  # FastAPI stays out of the call path's import
 
+    end_with_supervisor()
     runtime = Runtime(cfg)
     services = backend_services(runtime)
     if args.demo:

@@ -38,8 +38,27 @@ from gateway.runtime.ops import Check, OpsServer, notify_systemd
 log = logging.getLogger(__name__)
 
 READY_FD_ENV = "GATEWAY_READY_FD"
+SUPERVISOR_PID_ENV = "GATEWAY_SUPERVISOR_PID"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 START_TIMEOUT_S = 60.0
 RESTART_DELAY_S = 1.0
+
+
+def end_with_supervisor() -> None:
+    """In a worker: have the kernel send SIGTERM when the supervisor dies (SIGKILL, a
+    crash), so the worker drains and exits rather than go on answering as a gateway
+    its operator believes dead. Linux only; elsewhere a no-op."""
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV)
+    if not supervisor or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("worker.no_parent_death_signal", extra={"errno": ctypes.get_errno()})
+        return
+    if os.getppid() != int(supervisor):  # it died before the prctl: too late to be told
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def signal_ready() -> None:
@@ -180,6 +199,7 @@ class Supervisor:
                 "GATEWAY_METRICS_ENABLED": "false",
                 "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
                 WORKER_COUNT_ENV: str(self.count),
+                SUPERVISOR_PID_ENV: str(os.getpid()),
             }
         )
         return env
