@@ -53,7 +53,8 @@ async def _check_throttle(ctx: ManagementContext, login: str, remote_addr: str) 
     if remote_addr:
         names.append(ctx.keys.login_failures("addr", remote_addr))
     with redis_errors():
-        counts = await ctx.redis.mget(names)
+        # one GET each, not MGET: the two keys are in different Redis Cluster slots
+        counts = [await ctx.redis.get(name) for name in names]
         for name, count in zip(names, counts, strict=True):
             if count is not None and int(count) >= limit:
                 ttl = await ctx.redis.ttl(name)

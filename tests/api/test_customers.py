@@ -8,7 +8,6 @@ import itertools
 
 import asyncpg
 import httpx
-import redis.asyncio as aioredis
 
 from gateway.agents.context import ManagementContext
 from gateway.balance.mirror import AccountMirror
@@ -74,10 +73,10 @@ async def test_me_account_and_account_by_id(api: httpx.AsyncClient, world: World
 
 
 async def test_account_shows_live_holds_from_redis(
-    api: httpx.AsyncClient, world: World, ctx: ManagementContext, redis_client: aioredis.Redis
+    api: httpx.AsyncClient, world: World, ctx: ManagementContext
 ) -> None:
     key = ctx.keys.account(world.agent_a, world.a1)
-    await redis_client.hset(key, mapping={"held": 1_500, "calls": 2, "bal": 5_000_000})
+    await ctx.redis.hset(key, mapping={"held": 1_500, "calls": 2, "bal": 5_000_000})
     agent = await headers(api, world, "agent_a")
     body = (await api.get(f"{V1}/accounts/{world.a1}", headers=agent)).json()
     assert body["held_micros"] == 1_500
@@ -308,9 +307,7 @@ async def test_taken_login_or_extension_creates_nothing(
 # -- change -----------------------------------------------------------------------------------
 
 
-async def test_patch_customer(
-    api: httpx.AsyncClient, world: World, ctx: ManagementContext, redis_client: aioredis.Redis
-) -> None:
+async def test_patch_customer(api: httpx.AsyncClient, world: World, ctx: ManagementContext) -> None:
     agent_a = await headers(api, world, "agent_a")
     made = await new_customer(api, world, agent_a, max_concurrent_calls=4)
     cid = made["id"]
@@ -339,11 +336,11 @@ async def test_patch_customer(
     assert (body["status"], body["disabled_reason"]) == ("disabled", "manual")
     assert body["disabled_at"] is not None
     key = ctx.keys.account(world.agent_a, cid)
-    assert await redis_client.hget(key, "st") == b"disabled"  # the mirror follows at once
+    assert await ctx.redis.hget(key, "st") == b"disabled"  # the mirror follows at once
 
     again = await api.patch(f"{V1}/customers/{cid}", json={"status": "active"}, headers=agent_a)
     assert (again.json()["status"], again.json()["disabled_reason"]) == ("active", "")
-    assert await redis_client.hget(key, "st") == b"active"
+    assert await ctx.redis.hget(key, "st") == b"active"
     assert (await api.patch(f"{V1}/customers/{cid}", json={}, headers=agent_a)).status_code == 200
 
     for bad, field in (
@@ -380,7 +377,7 @@ async def test_agent_cannot_change_own_account_through_customers(
 
 
 async def test_remove_customer_soft(
-    api: httpx.AsyncClient, world: World, ctx: ManagementContext, redis_client: aioredis.Redis
+    api: httpx.AsyncClient, world: World, ctx: ManagementContext
 ) -> None:
     agent_a = await headers(api, world, "agent_a")
     login = uniq(world, "gone")
@@ -396,11 +393,11 @@ async def test_remove_customer_soft(
     user = await login_as(api, login, "long password 1")
 
     key = ctx.keys.account(world.agent_a, int(str(cid)))
-    await redis_client.hset(key, "calls", 1)
+    await ctx.redis.hset(key, "calls", 1)
     busy = await api.delete(f"{V1}/customers/{cid}", headers=agent_a)
     assert busy.status_code == 409
     assert busy.json()["detail"]["code"] == "CALLS_IN_PROGRESS"
-    await redis_client.hset(key, "calls", 0)
+    await ctx.redis.hset(key, "calls", 0)
 
     assert (await api.delete(f"{V1}/customers/{cid}", headers=agent_a)).status_code == 204
     assert (await api.delete(f"{V1}/customers/{cid}", headers=agent_a)).status_code == 404
@@ -422,7 +419,7 @@ async def test_remove_customer_soft(
         f"{V1}/customers/{world.a2}/caller-ids", json={"number": number}, headers=agent_a
     )
     assert reuse.status_code == 201
-    assert await redis_client.hget(key, "st") == b"removed"
+    assert await ctx.redis.hget(key, "st") == b"removed"
 
 
 # -- agents -----------------------------------------------------------------------------------
