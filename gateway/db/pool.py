@@ -50,6 +50,7 @@ _STALE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.ReadOnlySQLTransactionError,
     asyncpg.exceptions.TargetServerAttributeNotMatched,
+    asyncpg.exceptions.InterfaceError,  # mostly "connection is closed": it saw EOF first
 )
 
 # The pools create_pool opened and nobody closed yet (asyncpg pools take no weak
