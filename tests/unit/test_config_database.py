@@ -59,6 +59,6 @@ def test_a_bad_url_names_the_key_and_the_fault(key: str, url: str, message: str)
 
 
 def test_read_url_needs_url() -> None:
-    with pytest.raises(ConfigError, match="database.read_url: needs database.url") as caught:
+    with pytest.raises(ConfigError, match=r"database\.read_url: needs database\.url") as caught:
         from_mapping({"database": {"read_url": "postgresql://gw:secret@db2/gw"}})
     assert "secret" not in str(caught.value)
