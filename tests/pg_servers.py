@@ -142,10 +142,10 @@ class PgPair:
         self._run("pg_ctl", "-D", str(node.data), "-l", str(node.log), "-o", options, "-w",
                   "-t", str(int(STEP_TIMEOUT_S)), "start")  # fmt: skip
 
-    def psql(self, node: Node, sql: str) -> str:
+    def psql(self, node: Node, sql: str, database: str = "postgres") -> str:
         """One statement on ``node``; its rows, unaligned."""
         return self._run(
-            "psql", "-h", "127.0.0.1", "-p", str(node.port), "-U", "postgres", "-d", "postgres",
+            "psql", "-h", "127.0.0.1", "-p", str(node.port), "-U", "postgres", "-d", database,
             "-XAtqc", sql, timeout_s=10,
         ).strip()  # fmt: skip
 
