@@ -178,6 +178,17 @@ class PgPair:
             time.sleep(0.1)
         raise AssertionError("the standby did not start streaming:\n" + self.logs())
 
+    def wait_replayed(self) -> None:
+        """Until the standby has replayed everything the primary wrote so far (a
+        synchronous commit is flushed there at once, but replayed a little later)."""
+        lsn = self.psql(self.primary, "SELECT pg_current_wal_lsn()")
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.psql(self.standby, f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'") == "t":
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"the standby did not replay up to {lsn}:\n" + self.logs())
+
     def kill_primary(self) -> None:
         """Stop the primary the hard way: no checkpoint, sessions cut."""
         self._run("pg_ctl", "-D", str(self.primary.data), "-m", "immediate", "-w", "stop")

@@ -63,6 +63,7 @@ async def gateway_db(pair: PgPair) -> AsyncIterator[str]:
         await migrate.migrate(conn)
     finally:
         await conn.close()
+    await asyncio.to_thread(pair.wait_replayed)
     yield url
 
 
@@ -157,6 +158,7 @@ async def test_a_standby_that_refuses_writes_is_an_outage_until_promoted(
         tree = await make_tree(setup)
         await switch.load(tree)
         calls = await switch.many(tree, "ro-nas", 200)
+        await asyncio.to_thread(pair.wait_replayed)  # the standby knows the schema and tree
         errors_before = backend_errors()
         caplog.set_level(logging.WARNING, logger="gateway")
         await committer.start()
