@@ -42,6 +42,7 @@ from gateway.configkit import (
     non_empty,
     one_of,
     port,
+    postgres_url,
     render_table,
     url_scheme,
 )
@@ -137,9 +138,18 @@ class DatabaseConfig:
 
     url: str = key(
         "",
-        "PostgreSQL URL (postgresql://user@host:port/db). Empty: start an embedded PostgreSQL "
-        "under state_dir.",
-        url_scheme("postgresql", "postgres"),
+        "PostgreSQL URL (postgresql://user@host:port/db). Several hosts for failover: "
+        "postgresql://user@h1:5432,h2:5432/db?target_session_attrs=read-write (each new "
+        "connection tries them in order and keeps the one that takes writes). Empty: start "
+        "an embedded PostgreSQL under state_dir.",
+        postgres_url,
+    )
+    read_url: str = key(
+        "",
+        "PostgreSQL URL for CDR reports and traffic reports, which may lag a little: a "
+        "standby, or the same hosts with target_session_attrs=prefer-standby. Empty: they "
+        "use url.",
+        postgres_url,
     )
     pool_min: int = key(1, "Connections opened at start.", at_least(0))
     pool_max: int = key(10, "Most connections at once.", at_least(1))
@@ -446,6 +456,11 @@ def _check_whole(config: Config) -> None:
         raise ConfigError(
             f"balance.slice_min_s: must not exceed balance.slice_s ({config.balance.slice_s}), "
             f"got {config.balance.slice_min_s}"
+        )
+    if config.database.read_url and not config.database.url:
+        raise ConfigError(
+            "database.read_url: needs database.url (the embedded PostgreSQL has no standby), "
+            f"got {mask_url(config.database.read_url)!r}"
         )
     if config.database.pool_min > config.database.pool_max:
         raise ConfigError(

@@ -64,6 +64,47 @@ def url_scheme(*schemes: str) -> Check:
     return check
 
 
+POSTGRES_SESSION_ATTRS = (
+    "any",
+    "primary",
+    "standby",
+    "prefer-standby",
+    "read-write",
+    "read-only",
+)
+
+
+def postgres_url(value: str) -> str | None:
+    """A libpq-style URL, one host or several (``postgresql://u@h1:5432,h2:5433/db``):
+    every host's port is a number, ``target_session_attrs`` one asyncpg knows."""
+    if value == "":
+        return None
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres"):
+        return "must be empty (embedded server) or a URL starting postgresql:// or postgres://"
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    hosts = netloc.rsplit("@", 1)[-1]
+    for spec in hosts.split(",") if hosts else ():
+        if spec.startswith("["):  # [IPv6]:port
+            close = spec.find("]")
+            if close < 0:
+                return f"host {spec!r}: an IPv6 address needs its closing ]"
+            port_text = spec[close + 1 :].removeprefix(":")
+        else:
+            port_text = spec.partition(":")[2]
+        if not spec or spec.startswith(":"):
+            return "has an empty host in its host list"
+        if port_text and not (port_text.isdigit() and 1 <= int(port_text) <= 65535):
+            return f"host {spec!r}: the port must be a number 1-65535"
+    query = tail.partition("?")[2]
+    for pair in query.split("&") if query else ():
+        name, _, setting = pair.partition("=")
+        if name == "target_session_attrs" and setting not in POSTGRES_SESSION_ATTRS:
+            return f"target_session_attrs must be one of {', '.join(POSTGRES_SESSION_ATTRS)}"
+    return None
+
+
 def digits_only(value: str) -> str | None:
     return None if value == "" or value.isdigit() else "must contain digits only"
 

@@ -7,6 +7,10 @@ level (``agent_cost_micros``, its entry in ``cost_per_level_micros``: zero for a
 transfer-mode agent, which calls never charge); admins and customers do not
 have one. Every query is bounded by a time window on ``setup_at``, which also
 limits the monthly partitions PostgreSQL reads.
+
+Both reports read ``report_pool`` (``database.read_url``, which may be a standby):
+CDRs reach PostgreSQL through the committer a moment after the call anyway, so a
+report lagging a standby's replay by as much shows nothing a reader could miss.
 """
 
 from __future__ import annotations
@@ -185,14 +189,19 @@ class _Where:
 
 
 async def _conditions(
-    conn: Any, principal: Principal, flt: CdrFilter, start: datetime, end: datetime
+    ctx: ManagementContext, principal: Principal, flt: CdrFilter, start: datetime, end: datetime
 ) -> _Where:
+    """The report's WHERE. An ``account_id`` filter is checked on the primary (``pool``):
+    who may see what is decided on current data, only the CDRs are read from
+    ``report_pool``."""
     where = _Where(viewer_account(principal))
     where.conditions.append(f"c.setup_at >= {where.arg(start)} AND c.setup_at < {where.arg(end)}")
     if principal.grants is not None:
         where.conditions.append(f"c.chain && {where.arg(principal.grant_list)}::bigint[]")
     if flt.account_id is not None:
-        await require_account(conn, principal, flt.account_id, include_removed=True)
+        with pg_errors():
+            async with ctx.pool.acquire() as conn:
+                await require_account(conn, principal, flt.account_id, include_removed=True)
         where.conditions.append(f"c.chain @> ARRAY[{where.arg(flt.account_id)}::bigint]")
     if flt.called_prefix:
         where.conditions.append(f"starts_with(c.called, {where.arg(flt.called_prefix)})")
@@ -246,9 +255,9 @@ async def cdr_report(
     order = _order_by(page)
     limit_rows = ctx.config.api.report_rows_max if all_rows else page.limit
     offset = 0 if all_rows else page.offset
+    where = await _conditions(ctx, principal, flt, start, end)
     with pg_errors():
-        async with ctx.pool.acquire() as conn:
-            where = await _conditions(conn, principal, flt, start, end)
+        async with ctx.report_pool.acquire() as conn:
             totals = await conn.fetchrow(f"{_TOTALS} WHERE {where.sql()}", *where.args)
             rows = await conn.fetch(
                 f"{_SELECT} WHERE {where.sql()} {order} "
@@ -360,9 +369,9 @@ async def traffic(
     start = datetime(year - 1, 1, 1, tzinfo=UTC)
     end = datetime(year + 1, 1, 1, tzinfo=UTC)
     agent = viewer_account(principal) is not None
+    where = await _conditions(ctx, principal, CdrFilter(account_id=account_id), start, end)
     with pg_errors():
-        async with ctx.pool.acquire() as conn:
-            where = await _conditions(conn, principal, CdrFilter(account_id=account_id), start, end)
+        async with ctx.report_pool.acquire() as conn:
             rows = await conn.fetch(_TRAFFIC.format(where=where.sql()), *where.args)
     by_month = {(r["y"], r["m"]): r for r in rows}
     months = [

@@ -26,12 +26,26 @@ class ManagementContext:
     redis: RedisClient
     keys: Keys
     pipeliner: ScriptRunner
+    read_pool: asyncpg.Pool | None = None  # database.read_url: may be a standby
 
     @classmethod
     def create(
-        cls, config: Config, pool: asyncpg.Pool, redis: RedisClient, keys: Keys
+        cls,
+        config: Config,
+        pool: asyncpg.Pool,
+        redis: RedisClient,
+        keys: Keys,
+        *,
+        read_pool: asyncpg.Pool | None = None,
     ) -> ManagementContext:
-        return cls(config, pool, redis, keys, pipeliner_for(redis, config.redis))
+        return cls(config, pool, redis, keys, pipeliner_for(redis, config.redis), read_pool)
+
+    @property
+    def report_pool(self) -> asyncpg.Pool:
+        """Where reports of committed history (CDRs, traffic) read: ``read_pool``, which
+        may lag the primary a little, or ``pool`` when none is configured. Anything that
+        decides (access checks, balances, money moves) reads ``pool``."""
+        return self.read_pool if self.read_pool is not None else self.pool
 
     async def start(self) -> None:
         await self.pipeliner.load()

@@ -40,7 +40,11 @@ class ApiServer:
     async def start(self) -> None:
         cfg = self.runtime.config
         ctx = ManagementContext.create(
-            cfg, self.runtime.pool(), self.runtime.client(), self.runtime.keys
+            cfg,
+            self.runtime.pool(),
+            self.runtime.client(),
+            self.runtime.keys,
+            read_pool=self.runtime.read_db,
         )
         await ctx.start()
         self.ctx = ctx

@@ -1,4 +1,12 @@
-"""The asyncpg pool, and the one place where asyncpg errors become ours."""
+"""The asyncpg pools, and the one place where asyncpg errors become ours.
+
+Failover: ``database.url`` may list several hosts with ``target_session_attrs``; asyncpg
+tries them in order for every new connection. When a connection finds its server gone,
+or finds it read-only (it reached a standby), every open pool is told to replace its
+connections (``expire_connections``) so each new one goes through the host list again
+and lands on the promoted primary; the caller meanwhile sees ``BackendUnavailable`` and
+retries as it does for any outage.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +34,44 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.PostgresConnectionError,  # 08xxx: the connection broke
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, not (yet) promoted
+    asyncpg.exceptions.TargetServerAttributeNotMatched,  # no host takes writes yet
 )
+UNAVAILABLE = _UNAVAILABLE
+# Of those, the errors after which the pools' other connections are suspect too (their
+# server went away or is a standby): they are replaced, not reused. A timeout or "too
+# many connections" says nothing about which server the connections reach.
+_STALE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
+    asyncpg.exceptions.InterfaceError,  # mostly "connection is closed": it saw EOF first
+)
+
+# The pools create_pool opened and nobody closed yet (asyncpg pools take no weak
+# reference), and the expiries under way.
+_open_pools: list[asyncpg.Pool] = []
+_expiring: set[asyncio.Task[None]] = set()
+
+
+def expire_pools() -> int:
+    """Have every open pool replace its connections: idle ones at their next acquire,
+    busy ones when released. Returns how many pools were told."""
+    _open_pools[:] = [p for p in _open_pools if not p.is_closing()]
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return 0
+    for pool in _open_pools:
+        task = loop.create_task(pool.expire_connections())
+        _expiring.add(task)
+        task.add_done_callback(_expiring.discard)
+    return len(_open_pools)
 
 
 @contextlib.contextmanager
@@ -38,6 +83,8 @@ def pg_errors() -> Iterator[None]:
         raise  # a value asyncpg cannot encode: a bug in the caller, not an outage
     except _UNAVAILABLE as exc:
         metrics.BACKEND_ERRORS.labels("postgresql").inc()
+        if isinstance(exc, _STALE) and expire_pools():
+            log.warning("db.pool.expired", extra={"reason": f"{type(exc).__name__}: {exc}"})
         raise BackendUnavailable("postgresql", f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -65,5 +112,6 @@ async def create_pool(config: DatabaseConfig, url: str) -> asyncpg.Pool:
             timeout=config.command_timeout_s,
             server_settings={"application_name": "gateway", "timezone": "UTC"},
         )
+    _open_pools.append(pool)
     log.info("db.pool.open", extra={"url": mask_url(url), "max": config.pool_max})
     return pool

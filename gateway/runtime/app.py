@@ -75,6 +75,7 @@ class Runtime:
     database_url: str = ""
     redis_url: str = ""
     db: asyncpg.Pool | None = None
+    read_db: asyncpg.Pool | None = None  # database.read_url's pool, when one is set
     redis: RedisClient | None = None
     keys: Keys = field(init=False)
 
@@ -89,6 +90,10 @@ class Runtime:
         if self.db is None:
             raise RuntimeError("database service not started")
         return self.db
+
+    def read_pool(self) -> asyncpg.Pool:
+        """The pool for reports that tolerate replica lag (the main pool without one)."""
+        return self.read_db if self.read_db is not None else self.pool()
 
     def client(self) -> RedisClient:
         if self.redis is None:
@@ -125,7 +130,8 @@ class EmbeddedServers:
 
 
 class Database:
-    """The PostgreSQL pool; applies pending migrations on start when configured to."""
+    """The PostgreSQL pool (and the report pool of ``database.read_url``); applies
+    pending migrations on start when configured to."""
 
     name = "database"
 
@@ -142,12 +148,18 @@ class Database:
                 with pg_errors():
                     async with pool.acquire() as conn:
                         await migrate.migrate(conn)
+            read_url = self.runtime.config.database.read_url
+            if read_url:
+                self.runtime.read_db = await create_pool(self.runtime.config.database, read_url)
         except BaseException:
             await pool.close()
             raise
         self.runtime.db = pool
 
     async def stop(self) -> None:
+        if self.runtime.read_db is not None:
+            await self.runtime.read_db.close()
+            self.runtime.read_db = None
         if self.runtime.db is not None:
             await self.runtime.db.close()
             self.runtime.db = None

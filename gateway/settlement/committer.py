@@ -449,6 +449,8 @@ class Committer:
                 try:
                     async with self.pool.acquire() as conn:
                         await ensure_partition(conn, month)
+                except db_pool.UNAVAILABLE:
+                    raise  # an outage or failover (pg_errors): the batch is retried
                 except asyncpg.exceptions.PostgresError as exc:
                     # Rows then land in cdrs_default, which is acceptable.
                     log.warning(
