@@ -116,3 +116,9 @@ def meta(session_id: str, nas: str = "10.0.0.1") -> CallMeta:
         called="4930901820",
         called_dialled="004930901820",
     )
+
+
+def mirrored(balance: int) -> dict[str, int | str]:
+    """An account hash as the mirror writes it to Redis: active, no credit limit, no
+    call limit, nothing held; for tests that place accounts in Redis directly."""
+    return {"bal": balance, "lim": 0, "held": 0, "calls": 0, "maxc": -1, "st": "active", "lver": 0}

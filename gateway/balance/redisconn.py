@@ -173,18 +173,21 @@ def create_client(config: RedisConfig, url: str) -> RedisClient:
     timeout = config.socket_timeout_s
     target = parse_target(url, config.cluster)
     client: RedisClient
+    common: dict[str, Any] = {
+        "username": target.username,
+        "password": target.password,
+        "ssl": target.tls,
+        "max_connections": config.max_connections,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "decode_responses": False,
+    }
     if target.kind == "cluster":
         client = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
-            username=target.username,
-            password=target.password,
-            ssl=target.tls,
-            max_connections=config.max_connections,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            decode_responses=False,
             # Mid-failover a slot has no primary for a moment: keep serving the others.
             require_full_coverage=False,
+            **common,
         )
     elif target.kind == "sentinel":
         auth: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
@@ -192,16 +195,7 @@ def create_client(config: RedisConfig, url: str) -> RedisClient:
             auth["password"] = target.sentinel_password
         sentinel = Sentinel(list(target.hosts), sentinel_kwargs=auth)  # type: ignore[no-untyped-call]
         managed = sentinel.master_for(
-            target.service,
-            redis_class=_SentinelManaged,
-            db=target.db,
-            username=target.username,
-            password=target.password,
-            ssl=target.tls,
-            max_connections=config.max_connections,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            decode_responses=False,
+            target.service, redis_class=_SentinelManaged, db=target.db, **common
         )
         managed.owning_sentinel = sentinel
         client = managed

@@ -117,7 +117,7 @@ async def _pairs(store: BalanceStore, client: RedisClient, keys: Keys) -> dict[s
     for root in roots:
         await client.hset(
             keys.account(root, root),
-            mapping={"bal": 10**15, "lim": 0, "held": 0, "calls": 0, "maxc": -1, "st": "active"},
+            mapping=factories.mirrored(10**15),
         )
     chains = [Chain(r, (Level(r, True, factories.rate(60_000)),)) for r in roots]
     queue = iter(range(PAIRS))

@@ -66,15 +66,7 @@ async def _open_accounts(client: RedisClient, keys: Keys, roots: tuple[int, ...]
     for root in roots:
         await client.hset(
             keys.account(root, root),
-            mapping={
-                "bal": OPENING,
-                "lim": 0,
-                "held": 0,
-                "calls": 0,
-                "maxc": -1,
-                "st": "active",
-                "lver": 0,
-            },
+            mapping=factories.mirrored(OPENING),
         )
 
 

@@ -414,15 +414,7 @@ async def test_two_workers_admit_exactly_k(
     for account, balance in money.items():
         await redis_client.hset(
             keys.account(root, account),
-            mapping={
-                "bal": balance,
-                "lim": 0,
-                "held": 0,
-                "calls": 0,
-                "maxc": -1,
-                "st": "active",
-                "lver": 0,
-            },
+            mapping=factories.mirrored(balance),
         )
     chain_json = json.dumps([root, [[a, prices[a]] for a in (1, 2, 3)]])
     at = str(time.time() + 2.0)  # both start then, after their imports
