@@ -33,6 +33,7 @@ from gateway.config_fronts import reason_codes as reason_codes
 from gateway.config_jobs import AlertsConfig as AlertsConfig
 from gateway.config_jobs import DormancyConfig as DormancyConfig
 from gateway.config_jobs import FraudConfig as FraudConfig
+from gateway.config_jobs import RecurringConfig as RecurringConfig
 from gateway.config_jobs import SmtpConfig as SmtpConfig
 from gateway.config_jobs import http_url as http_url
 from gateway.configkit import (
@@ -323,6 +324,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     fraud: FraudConfig = field(default_factory=FraudConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    recurring: RecurringConfig = field(default_factory=RecurringConfig)
 
     @property
     def state_path(self) -> Path:

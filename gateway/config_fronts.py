@@ -58,8 +58,9 @@ class RadiusClientConfig:
     )
     identify: tuple[str, ...] = key(
         ("extension", "caller_id"),
-        "How the caller is found, in order: extension (User-Name), caller_id (Calling-Station-Id).",
-        each_of("extension", "caller_id"),
+        "How the caller is found, in order: extension (User-Name), caller_id "
+        "(Calling-Station-Id), did (Called-Station-Id is a customer's DID: an inbound call).",
+        each_of("extension", "caller_id", "did"),
     )
     bill_leg: str = key(
         "any",

@@ -99,3 +99,17 @@ class AlertsConfig:
     )
     max_attempts: int = key(10, "Give up on a POST after this many failures.", at_least(1))
     send_interval_s: float = key(5.0, "How often due webhooks are sent.", at_least(0.1))
+
+
+@dataclass(frozen=True, slots=True)
+class RecurringConfig:
+    """[recurring]: the job that charges monthly fees, DID rentals and setup fees."""
+
+    enabled: bool = key(
+        True, "Run the charge job (every gateway may: each period is charged once)."
+    )
+    check_interval_s: float = key(60.0, "How often the job looks for due charges.", at_least(1))
+    retry_interval_s: float = key(
+        3600.0, "How long an unpaid charge waits before it is tried again.", at_least(1)
+    )
+    batch: int = key(200, "Charges taken per round.", at_least(1))

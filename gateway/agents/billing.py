@@ -34,6 +34,7 @@ REPORTED_KINDS = (
     "commission",
     "commission_withdraw",
     "adjustment",
+    "recurring",
 )
 
 # $1 the caller's grants and $2 its own account (NULL for the operator), in every query.

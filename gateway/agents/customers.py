@@ -373,6 +373,16 @@ async def update_customer(
                         "rate_group_id", f"the rate group is in {currency}, not {row['currency']}"
                     )
                 put("rate_group_id", changes["rate_group_id"])
+            if changes.get("inbound_rate_group_id") is not None:
+                group = changes["inbound_rate_group_id"]
+                currency = await rate_group_currency(conn, principal, group)
+                if currency != row["currency"]:
+                    raise Invalid(
+                        "inbound_rate_group_id",
+                        f"the rate group is in {currency}, not {row['currency']}",
+                    )
+            if "inbound_rate_group_id" in changes:
+                put("inbound_rate_group_id", changes["inbound_rate_group_id"])
             if sets:
                 updated = await conn.fetchrow(
                     f"UPDATE accounts SET {', '.join(sets)} WHERE id = $1 RETURNING *", *args

@@ -57,6 +57,7 @@ class AccountView:
     disabled_detail: str  # why, when a check disabled it (fraud: the rule and figures)
     billing_mode: str | None
     rate_group_id: int | None
+    inbound_rate_group_id: int | None
     currency: str
     balance_micros: int
     commission_balance_micros: int
@@ -87,6 +88,7 @@ def account_view(row: asyncpg.Record, live: Live | None) -> AccountView:
         disabled_detail=row["disabled_detail"],
         billing_mode=row["billing_mode"],
         rate_group_id=row["rate_group_id"],
+        inbound_rate_group_id=row["inbound_rate_group_id"],
         currency=row["currency"],
         balance_micros=row["balance_micros"],
         commission_balance_micros=row["commission_balance_micros"],

@@ -1,4 +1,4 @@
-"""Who is calling and who pays: extensions, caller-IDs and the account tree, in memory.
+"""Who is calling and who pays: extensions, caller-IDs, DIDs and the account tree, in memory.
 
 Loaded from PostgreSQL at start and reloaded per table when a trigger notifies a
 change (channel ``gateway_directory``), so identifying a caller and building a
@@ -50,8 +50,20 @@ class Account:
     credit_limit_micros: int
     max_calls: int | None
     rules: CallRules | None = None
+    inbound_rate_group_id: int | None = None
 
-    def as_chain_account(self) -> ChainAccount:
+    def as_chain_account(self, inbound: bool = False) -> ChainAccount:
+        if inbound:
+            # A call to one of the customer's DIDs: each level pays its inbound rate.
+            return ChainAccount(
+                self.id,
+                self.root_id,
+                self.kind,
+                self.billing_mode,
+                self.inbound_rate_group_id,
+                self.rules,
+                inbound=True,
+            )
         return ChainAccount(
             self.id, self.root_id, self.kind, self.billing_mode, self.rate_group_id, self.rules
         )
@@ -62,10 +74,12 @@ class _Tables:
     extensions: dict[str, Extension]
     caller_ids: dict[str, int]
     accounts: dict[int, Account]
+    dids: dict[str, int] = field(default_factory=dict)
     # Each customer's chain, built on first use: the tables never change (a reload
     # makes new ones), so neither does a chain, and every call of the customer
     # shares one tuple (``build_chain`` caches by it).
     chains: dict[int, tuple[ChainAccount, ...] | None] = field(default_factory=dict)
+    inbound_chains: dict[int, tuple[ChainAccount, ...] | None] = field(default_factory=dict)
 
 
 async def _load_extensions(conn: Connection) -> dict[str, Extension]:
@@ -83,6 +97,11 @@ async def _load_caller_ids(conn: Connection) -> dict[str, int]:
     return {r["number"]: r["account_id"] for r in rows}
 
 
+async def _load_dids(conn: Connection) -> dict[str, int]:
+    rows = await conn.fetch("SELECT number, account_id FROM dids")
+    return {r["number"]: r["account_id"] for r in rows}
+
+
 async def _load_accounts(conn: Connection) -> dict[int, Account]:
     rows = await conn.fetch(
         "SELECT a.id, a.parent_id, a.root_id, a.kind, a.billing_mode, a.rate_group_id, "
@@ -90,7 +109,7 @@ async def _load_accounts(conn: Connection) -> dict[int, Account]:
         "       r.account_id IS NOT NULL AS has_rules, r.allow_prefixes, r.block_prefixes, "
         "       r.max_price_per_min_micros, r.negative_margin, r.min_margin_micros, "
         "       r.max_spend_hour_micros, r.max_spend_day_micros, r.max_spend_call_micros, "
-        "       r.max_attempts_per_s, r.max_attempts_per_min "
+        "       r.max_attempts_per_s, r.max_attempts_per_min, a.inbound_rate_group_id "
         "FROM accounts a LEFT JOIN call_rules r ON r.account_id = a.id"
     )
     return {
@@ -106,6 +125,7 @@ async def _load_accounts(conn: Connection) -> dict[int, Account]:
             r["credit_limit_micros"],
             r["max_concurrent_calls"],
             _rules(r) if r["has_rules"] else None,
+            r["inbound_rate_group_id"],
         )
         for r in rows
     }
@@ -126,7 +146,7 @@ def _rules(row: asyncpg.Record) -> CallRules:
     )
 
 
-_TABLES = ("extensions", "caller_ids", "accounts")
+_TABLES = ("extensions", "caller_ids", "accounts", "dids")
 
 
 class Directory:
@@ -182,6 +202,7 @@ class Directory:
     async def _reload(self, names: set[str]) -> None:
         old = self.tables
         extensions, caller_ids, accounts = old.extensions, old.caller_ids, old.accounts
+        dids = old.dids
         async with self.pool.acquire() as conn:
             if "extensions" in names:
                 extensions = await _load_extensions(conn)
@@ -189,7 +210,9 @@ class Directory:
                 caller_ids = await _load_caller_ids(conn)
             if "accounts" in names:
                 accounts = await _load_accounts(conn)
-        self.tables = _Tables(extensions, caller_ids, accounts)
+            if "dids" in names:
+                dids = await _load_dids(conn)
+        self.tables = _Tables(extensions, caller_ids, accounts, dids)
         self.reloads += 1
         log.info("directory.reloaded", extra={"tables": ",".join(sorted(names))})
         if "accounts" in names and self.on_account_change is not None and old.accounts:
@@ -209,23 +232,31 @@ class Directory:
     def caller_id(self, number: str) -> int | None:
         return self.tables.caller_ids.get(number)
 
+    def did(self, number: str) -> int | None:
+        """The owner of DID ``number`` (normalized digits), if it is one."""
+        return self.tables.dids.get(number)
+
     def account(self, account_id: int) -> Account | None:
         return self.tables.accounts.get(account_id)
 
-    def chain_accounts(self, customer_id: int) -> tuple[ChainAccount, ...] | None:
+    def chain_accounts(
+        self, customer_id: int, inbound: bool = False
+    ) -> tuple[ChainAccount, ...] | None:
         """The customer and every agent above it, customer first; None if unknown.
+        ``inbound``: as rated for a call to one of the customer's DIDs.
 
         The same tuple is returned until the accounts are reloaded.
         """
         tables = self.tables
+        cache = tables.inbound_chains if inbound else tables.chains
         try:
-            return tables.chains[customer_id]
+            return cache[customer_id]
         except KeyError:
             pass
-        chain = _chain_of(tables.accounts, customer_id)
-        if len(tables.chains) >= MAX_CACHED_CHAINS:
-            tables.chains.clear()
-        tables.chains[customer_id] = chain
+        chain = _chain_of(tables.accounts, customer_id, inbound)
+        if len(cache) >= MAX_CACHED_CHAINS:
+            cache.clear()
+        cache[customer_id] = chain
         return chain
 
 
@@ -244,11 +275,13 @@ def _mirrored(account: Account) -> tuple[object, ...]:
     )
 
 
-def _chain_of(accounts: dict[int, Account], customer_id: int) -> tuple[ChainAccount, ...] | None:
+def _chain_of(
+    accounts: dict[int, Account], customer_id: int, inbound: bool = False
+) -> tuple[ChainAccount, ...] | None:
     current = accounts.get(customer_id)
     chain: list[ChainAccount] = []
     while current is not None:
-        chain.append(current.as_chain_account())
+        chain.append(current.as_chain_account(inbound))
         if current.parent_id is None:
             return tuple(chain)
         current = accounts.get(current.parent_id)

@@ -1,5 +1,7 @@
-"""Identify the caller: by extension (SIP username, with its secret when it has one)
-or by caller-ID (the calling number, normalized), in the configured order."""
+"""Identify the caller: by extension (SIP username, with its secret when it has one),
+by caller-ID (the calling number, normalized), or by DID (the called number is one of
+a customer's inbound numbers: the call is the owner's, rated inbound), in the
+configured order."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from gateway.core.reasons import Reason, Refusal
 
 BY_EXTENSION = "extension"
 BY_CALLER_ID = "caller_id"
-METHODS = (BY_EXTENSION, BY_CALLER_ID)
+BY_DID = "did"
+METHODS = (BY_EXTENSION, BY_CALLER_ID, BY_DID)
 
 
 @dataclass(slots=True)  # not frozen: built per request (cheaper); read-only
@@ -45,6 +48,11 @@ class Caller:
     account_id: int
     method: str
 
+    @property
+    def inbound(self) -> bool:
+        """A call to the account's DID: rated at its inbound rate groups."""
+        return self.method == BY_DID
+
 
 def identify(
     directory: Directory,
@@ -55,6 +63,7 @@ def identify(
     order: Sequence[str],
     accounting: bool = False,
     check_secret: bool = True,
+    called_number: str | None = None,
 ) -> Caller | Refusal:
     """The account a call is billed to, or why the caller is refused.
 
@@ -80,6 +89,10 @@ def identify(
             account_id = directory.caller_id(caller_number)
             if account_id is not None:
                 return _customer(directory, account_id, BY_CALLER_ID, accounting)
+        if method == BY_DID and called_number:
+            owner = directory.did(called_number)
+            if owner is not None:
+                return _customer(directory, owner, BY_DID, accounting)
     return Refusal(Reason.UNKNOWN_CALLER)
 
 

@@ -24,7 +24,15 @@ from gateway.db.pool import pg_errors
 
 log = logging.getLogger(__name__)
 
-MOVE_KINDS = ("refill", "payment", "transfer", "commission", "commission_withdraw", "adjustment")
+MOVE_KINDS = (
+    "refill",
+    "payment",
+    "transfer",
+    "commission",
+    "commission_withdraw",
+    "adjustment",
+    "recurring",
+)
 MOVE_SEEN_TTL_S = 30 * 86400
 
 
@@ -58,6 +66,8 @@ class MoneyMove:
     Postings that take money out must not overdraw: the main balance must keep
     ``available >= 0`` (balance less live holds; a credit limit is for calls, not for
     giving money away) and the commission balance cannot go below zero.
+    ``within_credit_limit`` lets a charge for a service (a monthly fee whose product
+    says so) use the credit limit as a call would.
     """
 
     kind: str
@@ -66,6 +76,7 @@ class MoneyMove:
     note: str = ""
     reference: str = ""
     created_by_user_id: int | None = None
+    within_credit_limit: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in MOVE_KINDS:
@@ -167,7 +178,8 @@ async def _book(
     rows = {
         r["id"]: r
         for r in await conn.fetch(
-            "SELECT id, root_id, status, balance_micros, commission_balance_micros FROM accounts "
+            "SELECT id, root_id, status, balance_micros, commission_balance_micros, "
+            "credit_limit_micros FROM accounts "
             "WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
             ids,
         )
@@ -245,6 +257,8 @@ def _check_funds(move: MoneyMove, rows: dict[int, asyncpg.Record], live: Live) -
                 # Redis is ahead of PostgreSQL by the debits not committed yet, and
                 # holds money for calls in progress: neither may be given away.
                 available = min(available, mirrored[0]) - mirrored[1]
+            if move.within_credit_limit:
+                available += row["credit_limit_micros"]
         if available + net < 0:
             raise MoveRefused(
                 "INSUFFICIENT_FUNDS",

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from gateway.authz.directory import Directory
-from gateway.authz.identify import Caller, identify
+from gateway.authz.identify import BY_DID, Caller, identify
 from gateway.balance.service import Balance
 from gateway.balance.store import SessionEnded, SessionExists, SessionRef, UnknownSession
 from gateway.balance.types import CallEnd, CallMeta, Extended, Settled
@@ -153,7 +153,7 @@ class Calls:
         if not party.called:
             return LoginAccepted(caller.account_id)
         number = policy.number(party.called)
-        priced = self._price(caller.account_id, number, moment)
+        priced = self._price(caller.account_id, number, moment, caller.inbound)
         if isinstance(priced, Refusal):
             if self.fraud is not None and priced.reason is Reason.DESTINATION_NOT_RATED:
                 self._unrated(caller.account_id)
@@ -461,7 +461,7 @@ class Calls:
             return caller
         setup = end.connect_at if end.connect_at is not None else end.disconnect_at - duration_s
         number = policy.number(party.called)
-        priced = self._price(caller.account_id, number, setup)
+        priced = self._price(caller.account_id, number, setup, caller.inbound)
         if isinstance(priced, Refusal):
             return priced
         assert number is not None  # priced
@@ -527,12 +527,18 @@ class Calls:
             order=policy.order,
             accounting=accounting,
             check_secret=policy.check_secret,
+            # Normalizing the called number costs: only when DIDs identify callers.
+            called_number=(
+                policy.number(party.called) if party.called and BY_DID in policy.order else None
+            ),
         )
 
-    def _price(self, account_id: int, number: str | None, at: float) -> Priced | Refusal:
+    def _price(
+        self, account_id: int, number: str | None, at: float, inbound: bool = False
+    ) -> Priced | Refusal:
         if number is None:
             return Refusal(Reason.DESTINATION_NOT_RATED, account_id, detail="invalid number")
-        accounts = self.directory.chain_accounts(account_id)
+        accounts = self.directory.chain_accounts(account_id, inbound)
         if accounts is None:
             return Refusal(Reason.UNKNOWN_CALLER, account_id)
         priced = build_chain(accounts, self.rates.index, number, datetime.fromtimestamp(at, UTC))

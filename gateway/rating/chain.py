@@ -18,6 +18,9 @@ from gateway.rating.prefix_index import RatingIndex, UnknownRateGroup
 from gateway.rating.rates import Rate
 from gateway.rating.rules import CallRules
 
+# What a level with no inbound rate group pays for a call to a DID: nothing.
+FREE_INBOUND = Rate("0", "inbound (free)", 0, 0, 1, 1)
+
 
 @dataclass(frozen=True, slots=True)
 class ChainAccount:
@@ -29,6 +32,9 @@ class ChainAccount:
     billing_mode: str | None
     rate_group_id: int | None
     rules: CallRules | None = None  # None: the account sets no call rules
+    # Rated for an inbound call to a DID: ``rate_group_id`` is the inbound group, and
+    # none means the level gets the call free.
+    inbound: bool = False
 
     @property
     def charged(self) -> bool:
@@ -126,7 +132,9 @@ def build_chain(
             rates.append(None)
             continue
         rate = None
-        if account.rate_group_id is not None:
+        if account.inbound and account.rate_group_id is None:
+            rate = FREE_INBOUND
+        elif account.rate_group_id is not None:
             try:
                 rate = index.lookup(account.rate_group_id, number, at)
             except UnknownRateGroup:

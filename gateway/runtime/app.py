@@ -24,6 +24,7 @@ from gateway.agents import fraud_blocks
 from gateway.agents.context import ManagementContext
 from gateway.agents.dormancy import DormancyJob
 from gateway.agents.outbox import OutboxSender
+from gateway.agents.recurring import RecurringJob
 from gateway.agents.webhooks import WebhookSender
 from gateway.authz.directory import Directory
 from gateway.balance.keys import Keys
@@ -361,7 +362,8 @@ class CallPath:
 
 
 class ManagementJobs:
-    """Background jobs of the management side: dormancy rounds and the mail outbox.
+    """Background jobs of the management side: dormancy rounds, recurring charges and
+    the mail outbox.
 
     Every process of the call path and ``gateway api`` runs them: the dormancy job's
     Redis lock lets one process act per round, and outbox rows are claimed one by
@@ -378,10 +380,13 @@ class ManagementJobs:
 
     async def start(self) -> None:
         cfg, rt = self.runtime.config, self.runtime
-        if cfg.dormancy.enabled:
+        if cfg.dormancy.enabled or cfg.recurring.enabled:
             self.ctx = ManagementContext.create(cfg, rt.pool(), rt.client(), rt.keys)
             await self.ctx.start()
+        if cfg.dormancy.enabled and self.ctx is not None:
             self.jobs.append(DormancyJob(self.ctx))
+        if cfg.recurring.enabled and self.ctx is not None:
+            self.jobs.append(RecurringJob(self.ctx))
         if cfg.smtp.host:
             self.jobs.append(OutboxSender(rt.pool(), cfg.smtp))
         if cfg.alerts.webhook_url:

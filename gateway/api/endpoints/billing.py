@@ -226,7 +226,7 @@ async def payment_log(
     kind: Annotated[
         str | None,
         Query(
-            pattern="^(refill|payment|transfer|commission|commission_withdraw|adjustment)$",
+            pattern="^(refill|payment|transfer|commission|commission_withdraw|adjustment|recurring)$",
             description="Only this kind of entry",
         ),
     ] = None,

@@ -43,10 +43,13 @@ class AccountOut(BaseModel):
     name: str
     parent_id: int | None
     status: str
-    disabled_reason: str = Field(description="'', manual, dormancy or fraud")
+    disabled_reason: str = Field(description="'', manual, dormancy, fraud or unpaid")
     disabled_detail: str = Field(description="Why a check disabled it (fraud: rule, figures)")
     billing_mode: str | None
     rate_group_id: int | None
+    inbound_rate_group_id: int | None = Field(
+        description="Rates calls to the account's DIDs (null: they are free at this level)"
+    )
     currency: str
     balance_micros: int
     commission_balance_micros: int
@@ -166,6 +169,7 @@ class CustomerPatch(BaseModel):
     credit_limit_micros: Micros | None = None
     max_concurrent_calls: MaxCalls | None = Field(None, description="null: no limit")
     rate_group_id: RefId | None = None
+    inbound_rate_group_id: RefId | None = Field(None, description="null: DID calls free")
     status: Literal["active", "disabled"] | None = None
     contact_emails: Emails | None = None
 

@@ -44,7 +44,15 @@ BALANCE_COLUMNS = (
     ("Out (period)", "", True),
 )
 FILENAME_SAFE = frozenset(string.ascii_letters + string.digits + "-")
-LOG_KINDS = ("refill", "payment", "transfer", "commission", "commission_withdraw", "adjustment")
+LOG_KINDS = (
+    "refill",
+    "payment",
+    "transfer",
+    "commission",
+    "commission_withdraw",
+    "adjustment",
+    "recurring",
+)
 
 
 @dataclass(frozen=True, slots=True)
