@@ -375,7 +375,9 @@ async def update_customer(
                 put("rate_group_id", changes["rate_group_id"])
             if changes.get("inbound_rate_group_id") is not None:
                 group = changes["inbound_rate_group_id"]
-                currency = await rate_group_currency(conn, principal, group)
+                currency = await rate_group_currency(
+                    conn, principal, group, "inbound_rate_group_id"
+                )
                 if currency != row["currency"]:
                     raise Invalid(
                         "inbound_rate_group_id",

@@ -135,8 +135,10 @@ async def calls_up(ctx: ManagementContext, row: asyncpg.Record) -> int:
     return int(value or 0)
 
 
-async def rate_group_currency(conn: Connection, principal: Principal, rate_group_id: int) -> str:
-    """The currency of a rate group the principal may use; 422 on ``rate_group_id`` else."""
+async def rate_group_currency(
+    conn: Connection, principal: Principal, rate_group_id: int, field: str = "rate_group_id"
+) -> str:
+    """The currency of a rate group the principal may use; 422 on ``field`` else."""
     currency: str | None = await conn.fetchval(
         f"SELECT rg.currency FROM rate_groups rg WHERE rg.id = $1 "
         f"AND {rate_group_visible('rg', 2, 3)}",
@@ -145,7 +147,7 @@ async def rate_group_currency(conn: Connection, principal: Principal, rate_group
         principal.grant_list,
     )
     if currency is None:
-        raise Invalid("rate_group_id", "no such rate group")
+        raise Invalid(field, "no such rate group")
     return currency
 
 

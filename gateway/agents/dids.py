@@ -57,6 +57,19 @@ async def add_did(
             account = await require_account(conn, principal, account_id, kind="customer")
             if not may_manage(principal, account):
                 raise Forbidden("only the customer's agent or the operator assigns DIDs")
+            if rental_product_id is not None:
+                rental = await conn.fetchrow(
+                    "SELECT owner_account_id, kind FROM products WHERE id = $1",
+                    rental_product_id,
+                )
+                if (
+                    rental is None
+                    or rental["kind"] != "did_rental"
+                    or rental["owner_account_id"] != account["parent_id"]
+                ):
+                    raise Invalid(
+                        "rental_product_id", "must be a did_rental product the parent sells"
+                    )
             try:
                 with pg_integrity():
                     did_id = await conn.fetchval(
@@ -67,11 +80,6 @@ async def add_did(
             except Duplicate:
                 raise Conflict("that DID is assigned already", code="DID_TAKEN") from None
             if rental_product_id is not None:
-                kind = await conn.fetchval(
-                    "SELECT kind FROM products WHERE id = $1", rental_product_id
-                )
-                if kind != "did_rental":
-                    raise Invalid("rental_product_id", "must be a did_rental product")
                 await subscribe(
                     ctx,
                     principal,

@@ -253,6 +253,10 @@ async def _subscribe(
     did_id: int | None,
 ) -> dict[str, Any]:
     account = await _managed(conn, principal, account_id)
+    if did_id is not None:
+        owner = await conn.fetchval("SELECT account_id FROM dids WHERE id = $1", did_id)
+        if owner != account_id:
+            raise Invalid("did_id", "must be a DID of the account")
     product = await conn.fetchrow(
         "SELECT owner_account_id, kind, status FROM products WHERE id = $1", product_id
     )
@@ -260,10 +264,6 @@ async def _subscribe(
         raise Invalid("product_id", "must be a product the account's parent sells")
     if product["status"] != "active":
         raise Invalid("product_id", "that product is retired")
-    if did_id is not None:
-        owner = await conn.fetchval("SELECT account_id FROM dids WHERE id = $1", did_id)
-        if owner != account_id:
-            raise Invalid("did_id", "must be a DID of the account")
     new_id = await conn.fetchval(
         "INSERT INTO subscriptions (account_id, product_id, did_id, starts_on, bill_day, "
         "created_by_user_id) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",

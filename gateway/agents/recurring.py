@@ -44,6 +44,8 @@ LEASE_S = 120
 @dataclass(frozen=True, slots=True)
 class ChargeOutcome:
     charge_id: int
+    subscription_id: int
+    account_id: int  # the subscriber
     status: str  # charged, unpaid, abandoned
     amount_micros: int
     ledger_ids: tuple[int, ...]
@@ -211,7 +213,9 @@ async def _record(
         "recurring.charge",
         extra={"charge": charge_id, "subscription": sub["id"], "status": status, "detail": detail},
     )
-    return ChargeOutcome(charge_id, status, amount, ledger_ids, detail)
+    return ChargeOutcome(
+        charge_id, sub["id"], sub["account_id"], status, amount, ledger_ids, detail
+    )
 
 
 async def _suspend(ctx: ManagementContext, account_id: int, detail: str) -> None:

@@ -86,6 +86,9 @@ RESOURCES: Final[dict[str, tuple[dict[str, str], ...]]] = {
     "rate": ({"rate_group_id": "b_group", "rate_id": "b_rate"},),
     "ticket": ({"ticket_id": "b1_ticket"}, {"ticket_id": "agent_b_ticket"}),
     "announcement": ({"announcement_id": "announcement"},),
+    "product": ({"product_id": "b_product"},),
+    "subscription": ({"subscription_id": "b1_subscription"},),
+    "did": ({"did_id": "b1_did"},),
 }
 
 _PROBE_NUMBER = f"4989{secrets.randbelow(10**9):09d}"
@@ -176,6 +179,21 @@ ROUTES: Final[dict[tuple[str, str], Route]] = {
         "announcement", OPERATOR, {"title": "probe"}
     ),
     ("DELETE", f"{V1}/announcements/{{announcement_id}}"): Route("announcement", OPERATOR),
+    # products, subscriptions, charges, DIDs (products.py, dids.py: require_account first;
+    # products are found only among the caller's own)
+    ("PATCH", f"{V1}/products/{{product_id}}"): Route("product", MANAGERS, {"price_micros": 1}),
+    ("GET", f"{V1}/accounts/{{account_id}}/subscriptions"): Route("account", HIDDEN),
+    ("POST", f"{V1}/accounts/{{account_id}}/subscriptions"): Route(
+        "account", MANAGERS, {"product_id": 1}
+    ),
+    ("POST", f"{V1}/subscriptions/{{subscription_id}}/end"): Route("subscription", MANAGERS, {}),
+    ("GET", f"{V1}/accounts/{{account_id}}/charges"): Route("account", HIDDEN),
+    ("POST", f"{V1}/accounts/{{account_id}}/charges/retry"): Route("account", HIDDEN),
+    ("GET", f"{V1}/customers/{{customer_id}}/dids"): Route("customer", HIDDEN),
+    ("POST", f"{V1}/customers/{{customer_id}}/dids"): Route(
+        "customer", MANAGERS, {"number": _PROBE_NUMBER}
+    ),
+    ("DELETE", f"{V1}/dids/{{did_id}}"): Route("did", MANAGERS),
 }
 
 
@@ -252,6 +270,31 @@ def _group_change(group: int, refs: Refs) -> dict[str, Any]:
     return {"rate_group_id": group}
 
 
+def _inbound_group(group: int, refs: Refs) -> dict[str, Any]:
+    return {"inbound_rate_group_id": group}
+
+
+def _resold(product: int, refs: Refs) -> dict[str, Any]:
+    return {
+        "name": f"probe {next(_keys)}",
+        "kind": "monthly",
+        "price_micros": 1,
+        "base_product_id": product,
+    }
+
+
+def _subscription(product: int, refs: Refs) -> dict[str, Any]:
+    return {"product_id": product}
+
+
+def _did_subscription(did: int, refs: Refs) -> dict[str, Any]:
+    return {"product_id": refs["b_rental"], "did_id": did}
+
+
+def _did(product: int, refs: Refs) -> dict[str, Any]:
+    return {"number": f"4987{secrets.randbelow(10**9):09d}", "rental_product_id": product}
+
+
 # A path id in a body row's route names the caller's own thing: a customer it manages
 # (agent_a: a2, agent_a1: a11), or for the customer role its own account.
 OWN_CUSTOMER: Final = {"agent_a": "a2", "agent_a1": "a11", "a1": "a1", "agent_b": "b1"}
@@ -288,6 +331,24 @@ BODIES: Final[dict[tuple[str, str, str], BodyRef]] = {
     ),
     ("PATCH", f"{V1}/customers/{{customer_id}}", "rate_group_id"): BodyRef(
         ("b_group",), _group_change, MANAGERS_FIELD, 200
+    ),
+    ("PATCH", f"{V1}/customers/{{customer_id}}", "inbound_rate_group_id"): BodyRef(
+        ("b_group",), _inbound_group, MANAGERS_FIELD, 200
+    ),
+    # products.create_product: a base must be the caller's parent's (agent_b's parent is
+    # the operator, so its own product is no base for it either)
+    ("POST", f"{V1}/products", "base_product_id"): BodyRef(
+        ("b_product",), _resold, MANAGERS_FIELD, None
+    ),
+    # products.subscribe: the DID, then the product, must be the account's / its parent's
+    ("POST", f"{V1}/accounts/{{account_id}}/subscriptions", "product_id"): BodyRef(
+        ("b_product",), _subscription, MANAGERS_FIELD, 201
+    ),
+    ("POST", f"{V1}/accounts/{{account_id}}/subscriptions", "did_id"): BodyRef(
+        ("b1_did",), _did_subscription, MANAGERS_FIELD, 201
+    ),
+    ("POST", f"{V1}/customers/{{customer_id}}/dids", "rental_product_id"): BodyRef(
+        ("b_rental",), _did, MANAGERS_FIELD, 201
     ),
     # creating agents is the operator's
     ("POST", f"{V1}/agents", "parent_id"): BodyRef(("agent_b",), _agent, OPERATOR, None),
@@ -538,6 +599,14 @@ async def trees(iso_api: httpx.AsyncClient, db_pool: asyncpg.Pool) -> Trees:
             headers=auth["admin"],
         )
     )
+    product = {"name": f"b-seat-{world.suffix}", "kind": "monthly", "price_micros": 1_000}
+    refs["b_product"] = await _created(await api.post(f"{V1}/products", json=product, headers=b))
+    rental = {"name": f"b-did-{world.suffix}", "kind": "did_rental", "price_micros": 2_000}
+    refs["b_rental"] = await _created(await api.post(f"{V1}/products", json=rental, headers=b))
+    did = {"number": f"4986{secrets.randbelow(10**9):09d}", "rental_product_id": refs["b_rental"]}
+    reply = await api.post(f"{V1}/customers/{b1}/dids", json=did, headers=b)
+    refs["b1_did"] = await _created(reply)
+    refs["b1_subscription"] = reply.json()["subscription_id"]
     now = datetime.now(UTC)
     call_at = max(now - timedelta(minutes=1), datetime(now.year, 1, 1, tzinfo=UTC))
     await insert_calls(
@@ -593,6 +662,20 @@ _SNAPSHOT: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
         "SELECT * FROM announcements WHERE id = ANY($1::bigint[]) ORDER BY id",
         ("announcements",),
     ),
+    "products": (
+        f"SELECT * FROM products WHERE owner_account_id IN {_TREE} ORDER BY id",
+        ("roots",),
+    ),
+    "subscriptions": (
+        f"SELECT * FROM subscriptions WHERE account_id IN {_TREE} ORDER BY id",
+        ("roots",),
+    ),
+    "recurring_charges": (
+        "SELECT * FROM recurring_charges WHERE subscription_id IN (SELECT id FROM "
+        f"subscriptions WHERE account_id IN {_TREE}) ORDER BY id",
+        ("roots",),
+    ),
+    "dids": (f"SELECT * FROM dids WHERE account_id IN {_TREE} ORDER BY id", ("roots",)),
 }
 
 
@@ -782,7 +865,8 @@ BODY_CASES = [
 
 def _body_url(path: str, trees: Trees, who: str) -> str:
     if _path_params(path):
-        return path.format(customer_id=trees.refs[OWN_CUSTOMER[who]])
+        own = trees.refs[OWN_CUSTOMER[who]]
+        return path.format(customer_id=own, account_id=own)
     return path
 
 
@@ -865,6 +949,10 @@ LISTS: Final[dict[tuple[str, str], Listing]] = {
     ("GET", f"{V1}/reports/traffic"): Listing({}),
     ("GET", f"{V1}/tickets"): Listing({"id": "tickets", "account_id": "accounts"}),
     ("GET", f"{V1}/announcements"): Listing({}),  # the operator's, by audience
+    ("GET", f"{V1}/products"): Listing(
+        {"id": "products", "owner_account_id": "accounts", "base_product_id": "products"},
+        MANAGERS_OK,
+    ),
 }
 
 _B_IDS: Final = {
@@ -876,6 +964,8 @@ _B_IDS: Final = {
     "tickets": "SELECT t.id FROM tickets t JOIN accounts a ON a.id = t.account_id "
     "WHERE a.id = $1 OR $1 = ANY(a.ancestors)",
     "cdrs": "SELECT id FROM cdrs WHERE chain @> ARRAY[$1::bigint]",
+    "products": "SELECT p.id FROM products p JOIN accounts a ON a.id = p.owner_account_id "
+    "WHERE a.id = $1 OR $1 = ANY(a.ancestors)",
     "groups": "SELECT id FROM rate_groups WHERE owner_user_id IN "
     "(SELECT u.id FROM users u JOIN accounts a ON a.id = u.account_id "
     "WHERE a.id = $1 OR $1 = ANY(a.ancestors))",

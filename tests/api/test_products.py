@@ -12,7 +12,7 @@ import httpx
 
 from gateway.agents.context import ManagementContext
 from gateway.agents.periods import period_starts
-from gateway.agents.recurring import charge_due, today_utc
+from gateway.agents.recurring import ChargeOutcome, charge_due, today_utc
 from tests.api.world import World, headers
 
 V1 = "/api/v1"
@@ -36,6 +36,11 @@ async def _subscribe(
         json={"product_id": product, **more},
         headers=auth,
     )
+
+
+async def _round(ctx: ManagementContext, account: int) -> list[ChargeOutcome]:
+    """One round of the charge job; what it did to ``account`` (tests share the database)."""
+    return [o for o in await charge_due(ctx) if o.account_id == account]
 
 
 def _field(r: httpx.Response) -> str:
@@ -73,8 +78,8 @@ async def test_a_fee_is_charged_at_every_wholesale_level_at_its_own_price_once(
     before = {a: await _balance(db_pool, a) for a in (world.a11, world.agent_a1, world.agent_a)}
 
     # Two gateways' rounds at once, then a third: one charge.
-    first = await asyncio.gather(charge_due(ctx), charge_due(ctx))
-    again = await charge_due(ctx)
+    first = await asyncio.gather(_round(ctx, world.a11), _round(ctx, world.a11))
+    again = await _round(ctx, world.a11)
     charged = [o for o in (*first[0], *first[1], *again) if o.status == "charged"]
     assert len(charged) == 1 and charged[0].amount_micros == 1_200_000
     assert await _recurring(db_pool, world.a11) == [-1_200_000]
@@ -148,7 +153,7 @@ async def _due_unpaid(
     # a2 has 1.00; the fee is 5.00.
     product = await _product(api, agent_a, f"Big {rule}", 5_000_000, on_unpaid=rule)
     assert (await _subscribe(api, agent_a, world.a2, product["id"])).status_code == 201
-    [outcome] = await charge_due(ctx)
+    [outcome] = await _round(ctx, world.a2)
     [charge] = (await api.get(f"{V1}/accounts/{world.a2}/charges", headers=agent_a)).json()
     assert outcome.status == charge["status"]
     return agent_a, charge
@@ -171,7 +176,7 @@ async def test_unpaid_with_retry_stays_active_and_is_paid_after_a_refill(
     assert charge["next_attempt_at"] is not None
     status = await db_pool.fetchval("SELECT status FROM accounts WHERE id = $1", world.a2)
     assert status == "active" and await _recurring(db_pool, world.a2) == []
-    assert await charge_due(ctx) == []  # not due again before retry_interval_s
+    assert await _round(ctx, world.a2) == []  # not due again before retry_interval_s
     await _refill(api, agent_a, world.a2, f"retry-{world.suffix}")
     a2 = await headers(api, world, "a1")  # a customer may only ask for its own account
     assert (
@@ -179,7 +184,7 @@ async def test_unpaid_with_retry_stays_active_and_is_paid_after_a_refill(
     ).status_code == 404
     r = await api.post(f"{V1}/accounts/{world.a2}/charges/retry", headers=agent_a)
     assert r.status_code == 200 and r.json() == {"due_now": 1}
-    [paid] = await charge_due(ctx)
+    [paid] = await _round(ctx, world.a2)
     assert paid.status == "charged" and await _recurring(db_pool, world.a2) == [-5_000_000]
 
 
@@ -195,7 +200,7 @@ async def test_unpaid_with_suspend_disables_until_paid(
     assert "Big suspend" in row["disabled_detail"]
     await _refill(api, agent_a, world.a2, f"suspend-{world.suffix}")
     await api.post(f"{V1}/accounts/{world.a2}/charges/retry", headers=agent_a)
-    [paid] = await charge_due(ctx)
+    [paid] = await _round(ctx, world.a2)
     assert paid.status == "charged"
     row = await db_pool.fetchrow(
         "SELECT status, disabled_reason FROM accounts WHERE id = $1", world.a2
@@ -216,7 +221,7 @@ async def test_unpaid_with_negative_charges_into_the_credit_limit_only(
     agent_a = await headers(api, world, "agent_a")
     huge = await _product(api, agent_a, "Huge", 50_000_000, on_unpaid="negative")
     assert (await _subscribe(api, agent_a, world.a2, huge["id"])).status_code == 201
-    [late] = await charge_due(ctx)
+    [late] = await _round(ctx, world.a2)
     assert late.status == "unpaid" and await _balance(db_pool, world.a2) == -4_000_000
 
 
@@ -248,7 +253,7 @@ async def test_who_may_sell_and_subscribe_what(api: httpx.AsyncClient, world: Wo
     r = await _subscribe(api, agent_a, world.a1, mine["id"], starts_on=far)
     assert r.status_code == 422 and _field(r) == "starts_on"
     listed = await api.get(f"{V1}/products", headers=agent_a)
-    names = {p["name"] for p in listed.json()}
+    names = {p["name"] for p in listed.json()["items"]}
     assert "A only" in names and "B only" not in names
     retired = await api.patch(
         f"{V1}/products/{mine['id']}", json={"status": "retired"}, headers=agent_a

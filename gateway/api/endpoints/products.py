@@ -56,6 +56,10 @@ class ProductOut(BaseModel):
     created_at: datetime
 
 
+class ProductList(BaseModel):
+    items: list[ProductOut]
+
+
 class SubscriptionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     product_id: RefId
@@ -117,10 +121,10 @@ class DidOut(BaseModel):
     created_at: datetime
 
 
-@router.get("/products", response_model=list[ProductOut], responses=ERRORS)
-async def list_products(ctx: Ctx, user: Manager) -> list[dict[str, Any]]:
+@router.get("/products", response_model=ProductList, responses=ERRORS)
+async def list_products(ctx: Ctx, user: Manager) -> dict[str, Any]:
     """The caller's products and its parent's (which it may resell)."""
-    return await products.list_products(ctx, user)
+    return {"items": await products.list_products(ctx, user)}
 
 
 @router.post("/products", status_code=201, response_model=ProductOut, responses=ERRORS)
