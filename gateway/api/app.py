@@ -23,6 +23,7 @@ from gateway.api.portal import billing as portal_billing
 from gateway.api.portal import customers as portal_customers
 from gateway.api.portal import reports, session, views
 from gateway.api.portal import rules as portal_rules
+from gateway.api.portal import services as portal_services
 from gateway.api.portal import tickets as portal_tickets
 
 API_TITLE = "gateway management API"
@@ -47,6 +48,7 @@ def create_app(ctx: ManagementContext) -> FastAPI:
     app.include_router(reports.router)
     app.include_router(portal_customers.router)
     app.include_router(portal_rules.router)
+    app.include_router(portal_services.router)
     app.include_router(portal_billing.router)
     app.include_router(portal_tickets.router)
 
