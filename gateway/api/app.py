@@ -8,9 +8,20 @@ from fastapi.staticfiles import StaticFiles
 
 from gateway.agents.context import ManagementContext
 from gateway.api import errors
-from gateway.api.endpoints import auth, billing, call_rules, cdrs, customers, money, rates, tickets
+from gateway.api.endpoints import (
+    auth,
+    billing,
+    call_rules,
+    cdrs,
+    customers,
+    invoices,
+    money,
+    rates,
+    tickets,
+)
 from gateway.api.portal import billing as portal_billing
 from gateway.api.portal import customers as portal_customers
+from gateway.api.portal import invoices as portal_invoices
 from gateway.api.portal import reports, session, views
 from gateway.api.portal import rules as portal_rules
 from gateway.api.portal import tickets as portal_tickets
@@ -39,6 +50,7 @@ def create_app(ctx: ManagementContext) -> FastAPI:
     app.include_router(portal_rules.router)
     app.include_router(portal_billing.router)
     app.include_router(portal_tickets.router)
+    app.include_router(portal_invoices.router)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
@@ -53,6 +65,7 @@ def create_app(ctx: ManagementContext) -> FastAPI:
         cdrs.router,
         tickets.router,
         call_rules.router,
+        invoices.router,
     ):
         app.include_router(router)
     return app
