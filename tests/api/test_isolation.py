@@ -86,6 +86,7 @@ RESOURCES: Final[dict[str, tuple[dict[str, str], ...]]] = {
     "rate": ({"rate_group_id": "b_group", "rate_id": "b_rate"},),
     "ticket": ({"ticket_id": "b1_ticket"}, {"ticket_id": "agent_b_ticket"}),
     "announcement": ({"announcement_id": "announcement"},),
+    "invoice": ({"invoice_id": "b1_invoice"}, {"invoice_id": "agent_b_invoice"}),
 }
 
 _PROBE_NUMBER = f"4989{secrets.randbelow(10**9):09d}"
@@ -176,6 +177,10 @@ ROUTES: Final[dict[tuple[str, str], Route]] = {
         "announcement", OPERATOR, {"title": "probe"}
     ),
     ("DELETE", f"{V1}/announcements/{{announcement_id}}"): Route("announcement", OPERATOR),
+    # invoices (invoices.py: the invoice's account must be visible)
+    ("GET", f"{V1}/invoices/{{invoice_id}}"): Route("invoice", HIDDEN),
+    ("GET", f"{V1}/invoices/{{invoice_id}}/pdf"): Route("invoice", HIDDEN),
+    ("GET", f"{V1}/invoices/{{invoice_id}}/csv"): Route("invoice", HIDDEN),
 }
 
 
@@ -213,6 +218,8 @@ QUERIES: Final[dict[tuple[str, str, str], Query]] = {
     ("GET", f"{V1}/reports/traffic", "account_id"): Query(("b1", "agent_b"), HIDDEN, "b1"),
     # tickets.list_tickets: the account filter narrows the visible tickets
     ("GET", f"{V1}/tickets", "account_id"): Query(("b1", "agent_b"), NOTHING, "b1"),
+    # invoices.list_invoices: require_account on the filter (404)
+    ("GET", f"{V1}/invoices", "account_id"): Query(("b1", "agent_b"), HIDDEN, "b1"),
 }
 
 
@@ -246,6 +253,20 @@ def _agent(parent: int, refs: Refs) -> dict[str, Any]:
 
 def _agent_group(group: int, refs: Refs) -> dict[str, Any]:
     return {"name": "probe", "billing_mode": "wholesale", "rate_group_id": group}
+
+
+_days = itertools.count(1)
+
+
+def _invoice(account: int, refs: Refs) -> dict[str, Any]:
+    """A period of its own per call (a day in 2001), so each issue is a new invoice."""
+    start = datetime(2001, 1, 1, tzinfo=UTC) + timedelta(days=next(_days))
+    end = start + timedelta(days=1)
+    return {
+        "account_id": account,
+        "period_start": start.isoformat(),
+        "period_end": end.isoformat(),
+    }
 
 
 def _group_change(group: int, refs: Refs) -> dict[str, Any]:
@@ -292,6 +313,8 @@ BODIES: Final[dict[tuple[str, str, str], BodyRef]] = {
     # creating agents is the operator's
     ("POST", f"{V1}/agents", "parent_id"): BodyRef(("agent_b",), _agent, OPERATOR, None),
     ("POST", f"{V1}/agents", "rate_group_id"): BodyRef(("b_group",), _agent_group, OPERATOR, None),
+    # invoices.issue_on_demand: Manager, then require_account (404)
+    ("POST", f"{V1}/invoices", "account_id"): BodyRef(("b1", "b_sub"), _invoice, MANAGERS, 201),
 }
 
 # -- enumerating the app ---------------------------------------------------------------------
@@ -538,6 +561,11 @@ async def trees(iso_api: httpx.AsyncClient, db_pool: asyncpg.Pool) -> Trees:
             headers=auth["admin"],
         )
     )
+    for who, account in (("agent_b", b1), ("admin", world.agent_b)):
+        invoice = {"account_id": account}  # the previous month
+        refs[f"{'b1' if account == b1 else 'agent_b'}_invoice"] = await _created(
+            await api.post(f"{V1}/invoices", json=invoice, headers=auth[who])
+        )
     now = datetime.now(UTC)
     call_at = max(now - timedelta(minutes=1), datetime(now.year, 1, 1, tzinfo=UTC))
     await insert_calls(
@@ -592,6 +620,11 @@ _SNAPSHOT: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "announcements": (
         "SELECT * FROM announcements WHERE id = ANY($1::bigint[]) ORDER BY id",
         ("announcements",),
+    ),
+    "invoices": (f"SELECT * FROM invoices WHERE account_id IN {_TREE} ORDER BY id", ("roots",)),
+    "invoice_counters": (
+        f"SELECT * FROM invoice_counters WHERE issuer_key IN {_TREE} ORDER BY issuer_key, year",
+        ("roots",),
     ),
 }
 
@@ -865,6 +898,9 @@ LISTS: Final[dict[tuple[str, str], Listing]] = {
     ("GET", f"{V1}/reports/traffic"): Listing({}),
     ("GET", f"{V1}/tickets"): Listing({"id": "tickets", "account_id": "accounts"}),
     ("GET", f"{V1}/announcements"): Listing({}),  # the operator's, by audience
+    ("GET", f"{V1}/invoices"): Listing(
+        {"id": "invoices", "account_id": "accounts", "issuer_account_id": "accounts"}
+    ),
 }
 
 _B_IDS: Final = {
@@ -876,6 +912,8 @@ _B_IDS: Final = {
     "tickets": "SELECT t.id FROM tickets t JOIN accounts a ON a.id = t.account_id "
     "WHERE a.id = $1 OR $1 = ANY(a.ancestors)",
     "cdrs": "SELECT id FROM cdrs WHERE chain @> ARRAY[$1::bigint]",
+    "invoices": "SELECT i.id FROM invoices i JOIN accounts a ON a.id = i.account_id "
+    "WHERE a.id = $1 OR $1 = ANY(a.ancestors)",
     "groups": "SELECT id FROM rate_groups WHERE owner_user_id IN "
     "(SELECT u.id FROM users u JOIN accounts a ON a.id = u.account_id "
     "WHERE a.id = $1 OR $1 = ANY(a.ancestors))",

@@ -204,7 +204,8 @@ async def test_management_jobs_send_the_outbox(
     kind, recipients = await _queue(db_pool)
     smtp = _smtp(smtp_server, send_interval_s=0.1)
     off = dataclasses.replace(config.dormancy, enabled=False)
-    runtime = Runtime(dataclasses.replace(config, smtp=smtp, dormancy=off))
+    no_invoices = dataclasses.replace(config.invoices, enabled=False)
+    runtime = Runtime(dataclasses.replace(config, smtp=smtp, dormancy=off, invoices=no_invoices))
     runtime.db, runtime.redis = db_pool, redis_client
     jobs = ManagementJobs(runtime)
     await jobs.start()
