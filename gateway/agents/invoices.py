@@ -95,11 +95,17 @@ def previous_month(now: datetime) -> tuple[datetime, datetime]:
     return month_start(end - timedelta(days=1)), end
 
 
+def _check_year(name: str, value: datetime) -> None:
+    if value.tzinfo is None:
+        raise Invalid(name, "must carry a time zone (UTC: a trailing Z)")
+    if not 2000 <= value.astimezone(UTC).year <= 9998:
+        raise Invalid(name, "must be in the years 2000 to 9998")
+
+
 def check_period(start: datetime, end: datetime, now: datetime) -> None:
     """Refuse a period that is not a past, ordered, at most a year long one."""
     for name, value in (("period_start", start), ("period_end", end)):
-        if value.tzinfo is None:
-            raise Invalid(name, "must carry a time zone (UTC: a trailing Z)")
+        _check_year(name, value)
     if end <= start:
         raise Invalid("period_end", "must be after period_start")
     if end > now:
@@ -274,6 +280,7 @@ async def issue_on_demand(
             raise Invalid("period_start", "give period_start with period_end")
         period_start, period_end = previous_month(now)
     elif period_end is None:
+        _check_year("period_start", period_start)
         start = period_start.astimezone(UTC)
         month = start.month % 12 + 1
         period_end = start.replace(year=start.year + (start.month == 12), month=month)

@@ -160,6 +160,15 @@ async def test_statement_of_a_customer(
     assert overlap.status_code == 409 and overlap.json()["detail"]["code"] == "PERIOD_INVOICED"
     future = await issue(api, agent, world.a1, end, datetime.now(UTC) + timedelta(hours=1))
     assert future.status_code == 422, future.text
+    ancient = datetime(1999, 12, 1, tzinfo=UTC)
+    for body in (
+        {"account_id": world.a1, "period_start": ancient.isoformat()},
+        {"account_id": world.a1, "period_start": "9999-12-01T00:00:00Z"},
+        {"account_id": world.a1, "period_end": end.isoformat()},
+        {"account_id": world.a1, "period_start": end.isoformat(), "period_end": start.isoformat()},
+    ):
+        refused = await api.post(f"{V1}/invoices", json=body, headers=agent)
+        assert refused.status_code == 422, (body, refused.text)
 
     # The next period up to now: nothing moved, the balance carried over, next number.
     later = await pg_now(db_pool)
