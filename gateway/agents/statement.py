@@ -141,6 +141,9 @@ WITH mine AS (
            coalesce(m.billed_s_per_level[m.level], m.duration_s) AS billed_s,
            coalesce(m.cost_per_level_micros[m.level], 0) AS cost
     FROM mine m
+    -- Its own calls, and those below it that it paid for (a wholesale agent); a
+    -- transfer agent is on its customers' chains at no cost: not its calls.
+    WHERE m.level = 1 OR coalesce(m.cost_per_level_micros[m.level], 0) > 0
 )
 SELECT p.prefix, coalesce(d.destination, '') AS destination, count(*) AS calls,
        sum(p.billed_s)::bigint AS billed_s, sum(p.cost)::bigint AS cost

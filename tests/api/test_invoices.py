@@ -204,6 +204,8 @@ async def test_statement_of_agents_at_their_level(
     assert (
         await api.post(f"{V1}/accounts/{world.b1}/refills", json=refill, headers=agent_b)
     ).is_success
+    # A transfer agent is on its customer's chain at no cost: not a call of its own.
+    await commit_call(db_pool, (world.b1, world.agent_b), (50_000, 0), group=world.rate_group)
     withdraw = {"amount_micros": 100_000, "idempotency_key": key()}
     reply = await api.post(f"{V1}/me/commission/withdraw", json=withdraw, headers=agent_b)
     assert reply.status_code == 201, reply.text
@@ -225,6 +227,7 @@ async def test_statement_of_agents_at_their_level(
     assert ("commission", "commission", 200_000) in pockets
     assert ("commission_withdraw", "main", 100_000) in pockets
     assert ("commission_withdraw", "commission", -100_000) in pockets
+    assert out["calls"] == [] and out["calls_micros"] == 0
     main = sum(m["amount_micros"] for m in out["moves"] if m["pocket"] == "main")
     assert out["closing_balance_micros"] == out["opening_balance_micros"] + main
     assert out["closing_balance_micros"] == await balance(db_pool, world.agent_b)
