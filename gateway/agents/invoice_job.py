@@ -7,6 +7,10 @@ first skips the accounts already invoiced, so a second gateway or a restart afte
 crash costs one cheap query. Each account is issued in its own transaction: one
 failure does not hold back the others, and the next round retries it.
 
+An account that already has an invoice issued on demand inside the month gets one
+for the rest of the month, from where its invoices end (a gap someone left before
+them stays theirs to fill).
+
 A month is invoiced ``issue_delay_s`` after it ends (default 10 minutes), so money
 moves still in flight at midnight have committed: an entry stamped 23:59:59.9 but
 committed later would otherwise be missing from both months.
@@ -30,14 +34,20 @@ from gateway.db.pool import pg_errors
 
 log = logging.getLogger(__name__)
 
-# Accounts alive at some point of the period and not yet invoiced for it; $3 limits
-# the round to some trees (tests pass their own; NULL: all).
+# Accounts alive at some point of the period whose invoices do not reach its end yet,
+# with how far they reach (covered_to; NULL: no invoice in the period). $3 limits the
+# round to some trees (tests pass their own; NULL: all).
 _DUE = """
-SELECT a.* FROM accounts a
-WHERE a.created_at < $2 AND (a.removed_at IS NULL OR a.removed_at >= $1)
-  AND ($3::bigint[] IS NULL OR a.root_id = ANY($3::bigint[]))
-  AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = a.id AND i.period_start = $1)
-ORDER BY a.id
+SELECT * FROM (
+    SELECT a.*, (SELECT max(i.period_end) FROM invoices i
+                 WHERE i.account_id = a.id AND i.period_end > $1 AND i.period_start < $2)
+                AS covered_to
+    FROM accounts a
+    WHERE a.created_at < $2 AND (a.removed_at IS NULL OR a.removed_at >= $1)
+      AND ($3::bigint[] IS NULL OR a.root_id = ANY($3::bigint[]))
+) due
+WHERE coalesce(due.covered_to, $1) < $2
+ORDER BY due.id
 """
 
 
@@ -70,11 +80,14 @@ async def run(
         async with ctx.pool.acquire() as conn:
             accounts = await conn.fetch(_DUE, start, end, trees)
             for account in accounts:
+                # An invoice issued on demand inside the month (say the 1st to the
+                # 10th): the round invoices the rest of it.
+                since = max(start, account["covered_to"] or start)
                 try:
                     done = await invoices.issue(
-                        conn, account, start, end, operator_prefix=config.operator_prefix
+                        conn, account, since, end, operator_prefix=config.operator_prefix
                     )
-                except Conflict as exc:  # an on-demand invoice overlaps the month
+                except Conflict as exc:  # one issued meanwhile overlaps the rest
                     log.warning(
                         "invoices.overlap", extra={"account": account["id"], "error": str(exc)}
                     )

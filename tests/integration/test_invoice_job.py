@@ -179,3 +179,27 @@ async def test_management_jobs_run_the_invoicing_job(
     finally:
         await jobs.stop()
     assert jobs.jobs == [] and jobs.ctx is None
+
+
+async def test_a_round_invoices_the_rest_of_a_month_invoiced_on_demand(
+    ctx: ManagementContext, db_pool: asyncpg.Pool
+) -> None:
+    async with db_pool.acquire() as conn:
+        agent, (customer,) = await _tree(conn, 1)
+        account = await conn.fetchrow("SELECT * FROM accounts WHERE id = $1", customer)
+        # Someone invoiced this month up to now already.
+        now = datetime.now(UTC)
+        start = invoices.month_start(now)
+        early = await invoices.issue(conn, account, start, now, operator_prefix="OP")
+    round_at = _next_month(now)
+    result = await invoice_job.run(ctx, round_at, roots=[agent])
+    assert len(result.issued) == 2 and result.failed == 0  # the agent's, and the rest
+    rows = await _invoices(db_pool, [customer])
+    assert [(r["period_start"], r["period_end"]) for r in rows] == [
+        (start, now),
+        (now, result.period_end),
+    ]
+    assert rows[1]["opening_balance_micros"] == early.detail.invoice.closing_balance_micros
+    assert [_seq(r["number"]) for r in rows] == [1, 2]
+    again = await invoice_job.run(ctx, round_at, roots=[agent])
+    assert again.issued == () and again.failed == 0
