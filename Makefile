@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # Debian tools the tests drive, as command:package pairs; installed when missing.
-DEBIAN_TOOLS ?= radclient:freeradius-utils redis-server:redis-server redis-cli:redis-tools pg_basebackup:postgresql-client promtool:prometheus yq:yq docker-compose:docker-compose systemd-analyze:systemd kamailio:kamailio kamailio:kamailio-radius-modules freeradius:freeradius sipp:sip-tester chromium:chromium
+DEBIAN_TOOLS ?= radclient:freeradius-utils redis-server:redis-server redis-cli:redis-tools pg_basebackup:postgresql-client promtool:prometheus yq:yq docker-compose:docker-compose systemd-analyze:systemd kamailio:kamailio kamailio:kamailio-radius-modules freeradius:freeradius sipp:sip-tester chromium:chromium pdftoppm:poppler-utils
 
 .PHONY: run test lint typecheck unit bench venv debian-tools clean
 

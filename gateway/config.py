@@ -30,6 +30,7 @@ from gateway.config_fronts import RadiusTlsConfig as RadiusTlsConfig
 from gateway.config_fronts import SipConfig as SipConfig
 from gateway.config_fronts import gateways as gateways
 from gateway.config_fronts import reason_codes as reason_codes
+from gateway.config_invoices import InvoicesConfig as InvoicesConfig
 from gateway.config_jobs import AlertsConfig as AlertsConfig
 from gateway.config_jobs import DormancyConfig as DormancyConfig
 from gateway.config_jobs import FraudConfig as FraudConfig
@@ -325,6 +326,7 @@ class Config:
     fraud: FraudConfig = field(default_factory=FraudConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     recurring: RecurringConfig = field(default_factory=RecurringConfig)
+    invoices: InvoicesConfig = field(default_factory=InvoicesConfig)
 
     @property
     def state_path(self) -> Path:

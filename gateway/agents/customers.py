@@ -311,7 +311,15 @@ async def create_agent(ctx: ManagementContext, principal: Principal, spec: Accou
 
 # -- change and remove ------------------------------------------------------------------------
 
-_NOT_NULL = ("name", "credit_limit_micros", "rate_group_id", "status", "contact_emails")
+_NOT_NULL = (
+    "name",
+    "credit_limit_micros",
+    "rate_group_id",
+    "status",
+    "contact_emails",
+    "tax_rate_bp",
+    "tax_inclusive",
+)
 
 
 async def _managed_customer(
@@ -329,7 +337,8 @@ async def update_customer(
     """Change the given fields of a customer the principal manages.
 
     ``status`` takes active or disabled (a manual disable, which the dormancy job
-    never undoes); ``max_concurrent_calls`` null means no limit.
+    never undoes); ``max_concurrent_calls`` null means no limit; ``tax_rate_bp`` and
+    ``tax_inclusive`` are the tax of its invoices (``gateway/agents/statement.py``).
     """
     for name in _NOT_NULL:
         if name in changes and changes[name] is None:
@@ -354,6 +363,12 @@ async def update_customer(
         put("max_concurrent_calls", limit)
     if "contact_emails" in changes:
         put("contact_emails", check_emails(changes["contact_emails"]))
+    if "tax_rate_bp" in changes:
+        if not 0 <= changes["tax_rate_bp"] <= 10_000:
+            raise Invalid("tax_rate_bp", "must be 0..10000 (basis points: 2000 is 20 %)")
+        put("tax_rate_bp", changes["tax_rate_bp"])
+    if "tax_inclusive" in changes:
+        put("tax_inclusive", bool(changes["tax_inclusive"]))
     if "status" in changes:
         status = changes["status"]
         if status not in ("active", "disabled"):

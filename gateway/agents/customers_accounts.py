@@ -73,6 +73,8 @@ class AccountView:
     created_at: datetime
     disabled_at: datetime | None
     removed_at: datetime | None
+    tax_rate_bp: int  # VAT-style tax of its invoices (migration 0016)
+    tax_inclusive: bool
 
 
 def account_view(row: asyncpg.Record, live: Live | None) -> AccountView:
@@ -102,6 +104,8 @@ def account_view(row: asyncpg.Record, live: Live | None) -> AccountView:
         created_at=row["created_at"],
         disabled_at=row["disabled_at"],
         removed_at=row["removed_at"],
+        tax_rate_bp=row["tax_rate_bp"],
+        tax_inclusive=row["tax_inclusive"],
     )
 
 

@@ -14,6 +14,7 @@ from gateway.api.endpoints import (
     call_rules,
     cdrs,
     customers,
+    invoices,
     money,
     products,
     rates,
@@ -21,6 +22,7 @@ from gateway.api.endpoints import (
 )
 from gateway.api.portal import billing as portal_billing
 from gateway.api.portal import customers as portal_customers
+from gateway.api.portal import invoices as portal_invoices
 from gateway.api.portal import reports, session, views
 from gateway.api.portal import rules as portal_rules
 from gateway.api.portal import services as portal_services
@@ -51,6 +53,7 @@ def create_app(ctx: ManagementContext) -> FastAPI:
     app.include_router(portal_services.router)
     app.include_router(portal_billing.router)
     app.include_router(portal_tickets.router)
+    app.include_router(portal_invoices.router)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
@@ -66,6 +69,7 @@ def create_app(ctx: ManagementContext) -> FastAPI:
         tickets.router,
         call_rules.router,
         products.router,
+        invoices.router,
     ):
         app.include_router(router)
     return app

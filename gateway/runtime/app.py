@@ -23,6 +23,7 @@ import asyncpg
 from gateway.agents import fraud_blocks
 from gateway.agents.context import ManagementContext
 from gateway.agents.dormancy import DormancyJob
+from gateway.agents.invoice_job import InvoiceJob
 from gateway.agents.outbox import OutboxSender
 from gateway.agents.recurring import RecurringJob
 from gateway.agents.webhooks import WebhookSender
@@ -362,13 +363,15 @@ class CallPath:
 
 
 class ManagementJobs:
-    """Background jobs of the management side: dormancy rounds, recurring charges and
-    the mail outbox.
+    """Background jobs of the management side: dormancy, recurring charges and invoicing
+    rounds, the outbox.
 
     Every process of the call path and ``gateway api`` runs them: the dormancy job's
     Redis lock lets one process act per round, and outbox rows are claimed one by
-    one, so all may send. Dormancy runs only when ``dormancy.enabled``; the outbox
-    only when ``smtp.host`` is set (otherwise mail waits in the table).
+    one, so all may send; invoices are issued once per account and period whoever
+    issues them. Dormancy runs only when ``dormancy.enabled``, invoicing when
+    ``invoices.enabled``; the outbox only when ``smtp.host`` is set (otherwise mail
+    waits in the table).
     """
 
     name = "management-jobs"
@@ -380,13 +383,15 @@ class ManagementJobs:
 
     async def start(self) -> None:
         cfg, rt = self.runtime.config, self.runtime
-        if cfg.dormancy.enabled or cfg.recurring.enabled:
+        if cfg.dormancy.enabled or cfg.recurring.enabled or cfg.invoices.enabled:
             self.ctx = ManagementContext.create(cfg, rt.pool(), rt.client(), rt.keys)
             await self.ctx.start()
         if cfg.dormancy.enabled and self.ctx is not None:
             self.jobs.append(DormancyJob(self.ctx))
         if cfg.recurring.enabled and self.ctx is not None:
             self.jobs.append(RecurringJob(self.ctx))
+        if cfg.invoices.enabled and self.ctx is not None:
+            self.jobs.append(InvoiceJob(self.ctx))
         if cfg.smtp.host:
             self.jobs.append(OutboxSender(rt.pool(), cfg.smtp))
         if cfg.alerts.webhook_url:

@@ -89,6 +89,7 @@ RESOURCES: Final[dict[str, tuple[dict[str, str], ...]]] = {
     "product": ({"product_id": "b_product"},),
     "subscription": ({"subscription_id": "b1_subscription"},),
     "did": ({"did_id": "b1_did"},),
+    "invoice": ({"invoice_id": "b1_invoice"}, {"invoice_id": "agent_b_invoice"}),
 }
 
 _PROBE_NUMBER = f"4989{secrets.randbelow(10**9):09d}"
@@ -194,6 +195,10 @@ ROUTES: Final[dict[tuple[str, str], Route]] = {
         "customer", MANAGERS, {"number": _PROBE_NUMBER}
     ),
     ("DELETE", f"{V1}/dids/{{did_id}}"): Route("did", MANAGERS),
+    # invoices (invoices.py: the invoice's account must be visible)
+    ("GET", f"{V1}/invoices/{{invoice_id}}"): Route("invoice", HIDDEN),
+    ("GET", f"{V1}/invoices/{{invoice_id}}/pdf"): Route("invoice", HIDDEN),
+    ("GET", f"{V1}/invoices/{{invoice_id}}/csv"): Route("invoice", HIDDEN),
 }
 
 
@@ -231,6 +236,8 @@ QUERIES: Final[dict[tuple[str, str, str], Query]] = {
     ("GET", f"{V1}/reports/traffic", "account_id"): Query(("b1", "agent_b"), HIDDEN, "b1"),
     # tickets.list_tickets: the account filter narrows the visible tickets
     ("GET", f"{V1}/tickets", "account_id"): Query(("b1", "agent_b"), NOTHING, "b1"),
+    # invoices.list_invoices: require_account on the filter (404)
+    ("GET", f"{V1}/invoices", "account_id"): Query(("b1", "agent_b"), HIDDEN, "b1"),
 }
 
 
@@ -264,6 +271,20 @@ def _agent(parent: int, refs: Refs) -> dict[str, Any]:
 
 def _agent_group(group: int, refs: Refs) -> dict[str, Any]:
     return {"name": "probe", "billing_mode": "wholesale", "rate_group_id": group}
+
+
+_days = itertools.count(1)
+
+
+def _invoice(account: int, refs: Refs) -> dict[str, Any]:
+    """A period of its own per call (a day in 2001), so each issue is a new invoice."""
+    start = datetime(2001, 1, 1, tzinfo=UTC) + timedelta(days=next(_days))
+    end = start + timedelta(days=1)
+    return {
+        "account_id": account,
+        "period_start": start.isoformat(),
+        "period_end": end.isoformat(),
+    }
 
 
 def _group_change(group: int, refs: Refs) -> dict[str, Any]:
@@ -353,6 +374,8 @@ BODIES: Final[dict[tuple[str, str, str], BodyRef]] = {
     # creating agents is the operator's
     ("POST", f"{V1}/agents", "parent_id"): BodyRef(("agent_b",), _agent, OPERATOR, None),
     ("POST", f"{V1}/agents", "rate_group_id"): BodyRef(("b_group",), _agent_group, OPERATOR, None),
+    # invoices.issue_on_demand: Manager, then require_account (404)
+    ("POST", f"{V1}/invoices", "account_id"): BodyRef(("b1", "b_sub"), _invoice, MANAGERS, 201),
 }
 
 # -- enumerating the app ---------------------------------------------------------------------
@@ -607,6 +630,11 @@ async def trees(iso_api: httpx.AsyncClient, db_pool: asyncpg.Pool) -> Trees:
     reply = await api.post(f"{V1}/customers/{b1}/dids", json=did, headers=b)
     refs["b1_did"] = await _created(reply)
     refs["b1_subscription"] = reply.json()["subscription_id"]
+    for who, account in (("agent_b", b1), ("admin", world.agent_b)):
+        invoice = {"account_id": account}  # the previous month
+        refs[f"{'b1' if account == b1 else 'agent_b'}_invoice"] = await _created(
+            await api.post(f"{V1}/invoices", json=invoice, headers=auth[who])
+        )
     now = datetime.now(UTC)
     call_at = max(now - timedelta(minutes=1), datetime(now.year, 1, 1, tzinfo=UTC))
     await insert_calls(
@@ -676,6 +704,11 @@ _SNAPSHOT: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
         ("roots",),
     ),
     "dids": (f"SELECT * FROM dids WHERE account_id IN {_TREE} ORDER BY id", ("roots",)),
+    "invoices": (f"SELECT * FROM invoices WHERE account_id IN {_TREE} ORDER BY id", ("roots",)),
+    "invoice_counters": (
+        f"SELECT * FROM invoice_counters WHERE issuer_key IN {_TREE} ORDER BY issuer_key, year",
+        ("roots",),
+    ),
 }
 
 
@@ -953,6 +986,9 @@ LISTS: Final[dict[tuple[str, str], Listing]] = {
         {"id": "products", "owner_account_id": "accounts", "base_product_id": "products"},
         MANAGERS_OK,
     ),
+    ("GET", f"{V1}/invoices"): Listing(
+        {"id": "invoices", "account_id": "accounts", "issuer_account_id": "accounts"}
+    ),
 }
 
 _B_IDS: Final = {
@@ -965,6 +1001,8 @@ _B_IDS: Final = {
     "WHERE a.id = $1 OR $1 = ANY(a.ancestors)",
     "cdrs": "SELECT id FROM cdrs WHERE chain @> ARRAY[$1::bigint]",
     "products": "SELECT p.id FROM products p JOIN accounts a ON a.id = p.owner_account_id "
+    "WHERE a.id = $1 OR $1 = ANY(a.ancestors)",
+    "invoices": "SELECT i.id FROM invoices i JOIN accounts a ON a.id = i.account_id "
     "WHERE a.id = $1 OR $1 = ANY(a.ancestors)",
     "groups": "SELECT id FROM rate_groups WHERE owner_user_id IN "
     "(SELECT u.id FROM users u JOIN accounts a ON a.id = u.account_id "

@@ -40,6 +40,7 @@ def api_process(database_url: str, redis_url: str, keys: Keys, tmp_path: Path) -
             "GATEWAY_REDIS_KEY_PREFIX": keys.prefix,
             "GATEWAY_DATABASE_MIGRATE_ON_START": "false",
             "GATEWAY_DORMANCY_ENABLED": "false",
+            "GATEWAY_INVOICES_ENABLED": "false",
             "GATEWAY_STATE_DIR": str(tmp_path / "state"),
             "GATEWAY_LOG_FORMAT": "json",
             "GATEWAY_LOG_LEVEL": "warning",

@@ -296,7 +296,8 @@ async def test_management_jobs_run_dormancy_and_stop_cleanly(
     quiet = dataclasses.replace(
         config.dormancy, disable_after_days=100_000, remove_after_days=100_000
     )
-    runtime = Runtime(dataclasses.replace(config, dormancy=quiet))
+    no_invoices = dataclasses.replace(config.invoices, enabled=False)
+    runtime = Runtime(dataclasses.replace(config, dormancy=quiet, invoices=no_invoices))
     runtime.db, runtime.redis = db_pool, redis_client
     before = _runs("acted")
     jobs = ManagementJobs(runtime)
@@ -318,7 +319,8 @@ async def test_management_jobs_disabled_dormancy_starts_nothing(
     config: Config, db_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
     off = dataclasses.replace(config.dormancy, enabled=False)
-    runtime = Runtime(dataclasses.replace(config, dormancy=off))
+    no_invoices = dataclasses.replace(config.invoices, enabled=False)
+    runtime = Runtime(dataclasses.replace(config, dormancy=off, invoices=no_invoices))
     runtime.db, runtime.redis = db_pool, redis_client
     jobs = ManagementJobs(runtime)
     await jobs.start()

@@ -205,7 +205,12 @@ async def test_management_jobs_send_the_outbox(
     smtp = _smtp(smtp_server, send_interval_s=0.1)
     off = dataclasses.replace(config.dormancy, enabled=False)
     no_charges = dataclasses.replace(config.recurring, enabled=False)
-    runtime = Runtime(dataclasses.replace(config, smtp=smtp, dormancy=off, recurring=no_charges))
+    no_invoices = dataclasses.replace(config.invoices, enabled=False)
+    runtime = Runtime(
+        dataclasses.replace(
+            config, smtp=smtp, dormancy=off, recurring=no_charges, invoices=no_invoices
+        )
+    )
     runtime.db, runtime.redis = db_pool, redis_client
     jobs = ManagementJobs(runtime)
     await jobs.start()

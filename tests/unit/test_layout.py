@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("core",),
     ("rating",),
     ("configkit",),
-    ("config_fronts", "config_jobs"),
+    ("config_fronts", "config_jobs", "config_invoices"),
     ("config",),
     ("db",),
     ("balance",),
@@ -43,6 +43,7 @@ ROOT_MODULES = {
     "config",
     "config_fronts",
     "config_jobs",
+    "config_invoices",
     "configkit",
 }
 

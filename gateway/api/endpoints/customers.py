@@ -31,6 +31,7 @@ Username = Annotated[str, Field(pattern=r"^[A-Za-z0-9._+-]{1,64}$")]
 Secret = Annotated[str, Field(min_length=1, max_length=128)]
 Description = Annotated[str, Field(max_length=200)]
 RefId = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
+TaxRate = Annotated[int, Field(ge=0, le=10_000)]
 ERRORS: dict[int | str, dict[str, Any]] = {401: {}, 403: {}, 404: {}, 409: {}, 422: {}}
 
 
@@ -63,6 +64,8 @@ class AccountOut(BaseModel):
     created_at: datetime
     disabled_at: datetime | None
     removed_at: datetime | None
+    tax_rate_bp: int = Field(description="Tax of its invoices, basis points (2000 = 20 %)")
+    tax_inclusive: bool = Field(description="Prices include the tax (else it comes on top)")
 
 
 class AccountList(BaseModel):
@@ -172,6 +175,8 @@ class CustomerPatch(BaseModel):
     inbound_rate_group_id: RefId | None = Field(None, description="null: DID calls free")
     status: Literal["active", "disabled"] | None = None
     contact_emails: Emails | None = None
+    tax_rate_bp: TaxRate | None = Field(None, description="Invoice tax, basis points")
+    tax_inclusive: bool | None = Field(None, description="Prices include the tax")
 
 
 class BatchIn(BaseModel):
