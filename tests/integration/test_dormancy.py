@@ -320,7 +320,10 @@ async def test_management_jobs_disabled_dormancy_starts_nothing(
 ) -> None:
     off = dataclasses.replace(config.dormancy, enabled=False)
     no_invoices = dataclasses.replace(config.invoices, enabled=False)
-    runtime = Runtime(dataclasses.replace(config, dormancy=off, invoices=no_invoices))
+    no_charges = dataclasses.replace(config.recurring, enabled=False)
+    runtime = Runtime(
+        dataclasses.replace(config, dormancy=off, invoices=no_invoices, recurring=no_charges)
+    )
     runtime.db, runtime.redis = db_pool, redis_client
     jobs = ManagementJobs(runtime)
     await jobs.start()

@@ -170,7 +170,10 @@ async def test_management_jobs_run_the_invoicing_job(
     # database lived in, so it runs and issues nothing.
     late = dataclasses.replace(config.invoices, issue_delay_s=30 * 365 * 86400.0)
     off = dataclasses.replace(config.dormancy, enabled=False)
-    runtime = Runtime(dataclasses.replace(config, dormancy=off, invoices=late))
+    no_charges = dataclasses.replace(config.recurring, enabled=False)
+    runtime = Runtime(
+        dataclasses.replace(config, dormancy=off, invoices=late, recurring=no_charges)
+    )
     runtime.db, runtime.redis = db_pool, redis_client
     jobs = ManagementJobs(runtime)
     await jobs.start()
