@@ -72,6 +72,10 @@ class AccountView:
     created_at: datetime
     disabled_at: datetime | None
     removed_at: datetime | None
+    # Low-balance care (gateway/agents/low_balance_settings.py): None: no threshold.
+    low_balance_threshold_micros: int | None = None
+    auto_refill_micros: int = 0
+    auto_refill_monthly_limit_micros: int = 0
 
 
 def account_view(row: asyncpg.Record, live: Live | None) -> AccountView:
@@ -100,6 +104,9 @@ def account_view(row: asyncpg.Record, live: Live | None) -> AccountView:
         created_at=row["created_at"],
         disabled_at=row["disabled_at"],
         removed_at=row["removed_at"],
+        low_balance_threshold_micros=row["low_balance_threshold_micros"],
+        auto_refill_micros=row["auto_refill_micros"],
+        auto_refill_monthly_limit_micros=row["auto_refill_monthly_limit_micros"],
     )
 
 

@@ -8,7 +8,17 @@ from fastapi.staticfiles import StaticFiles
 
 from gateway.agents.context import ManagementContext
 from gateway.api import errors
-from gateway.api.endpoints import auth, billing, call_rules, cdrs, customers, money, rates, tickets
+from gateway.api.endpoints import (
+    auth,
+    billing,
+    call_rules,
+    cdrs,
+    customers,
+    low_balance,
+    money,
+    rates,
+    tickets,
+)
 from gateway.api.portal import billing as portal_billing
 from gateway.api.portal import customers as portal_customers
 from gateway.api.portal import reports, session, views
@@ -53,6 +63,7 @@ def create_app(ctx: ManagementContext) -> FastAPI:
         cdrs.router,
         tickets.router,
         call_rules.router,
+        low_balance.router,
     ):
         app.include_router(router)
     return app

@@ -23,6 +23,7 @@ import asyncpg
 from gateway.agents import fraud_blocks
 from gateway.agents.context import ManagementContext
 from gateway.agents.dormancy import DormancyJob
+from gateway.agents.low_balance import LowBalanceWatch
 from gateway.agents.outbox import OutboxSender
 from gateway.agents.webhooks import WebhookSender
 from gateway.authz.directory import Directory
@@ -361,7 +362,8 @@ class CallPath:
 
 
 class ManagementJobs:
-    """Background jobs of the management side: dormancy rounds and the mail outbox.
+    """Background jobs of the management side: dormancy rounds, the low-balance watch
+    and the mail outbox.
 
     Every process of the call path and ``gateway api`` runs them: the dormancy job's
     Redis lock lets one process act per round, and outbox rows are claimed one by
@@ -378,10 +380,15 @@ class ManagementJobs:
 
     async def start(self) -> None:
         cfg, rt = self.runtime.config, self.runtime
-        if cfg.dormancy.enabled:
+        if cfg.dormancy.enabled or cfg.low_balance.enabled:
             self.ctx = ManagementContext.create(cfg, rt.pool(), rt.client(), rt.keys)
             await self.ctx.start()
+        if cfg.dormancy.enabled and self.ctx is not None:
             self.jobs.append(DormancyJob(self.ctx))
+        if cfg.low_balance.enabled and self.ctx is not None:
+            # Every process may run it: the conditional update gives each crossing
+            # to one of them.
+            self.jobs.append(LowBalanceWatch(self.ctx))
         if cfg.smtp.host:
             self.jobs.append(OutboxSender(rt.pool(), cfg.smtp))
         if cfg.alerts.webhook_url:

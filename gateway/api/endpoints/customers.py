@@ -60,6 +60,11 @@ class AccountOut(BaseModel):
     created_at: datetime
     disabled_at: datetime | None
     removed_at: datetime | None
+    low_balance_threshold_micros: int | None = Field(
+        description="Low-balance care: notices below this available money (null: none)"
+    )
+    auto_refill_micros: int = Field(description="Moved from the parent when below (0: off)")
+    auto_refill_monthly_limit_micros: int = Field(description="Most auto-refilled per month")
 
 
 class AccountList(BaseModel):
