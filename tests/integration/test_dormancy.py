@@ -302,7 +302,8 @@ async def test_management_jobs_run_dormancy_and_stop_cleanly(
     jobs = ManagementJobs(runtime)
     await jobs.start()
     try:
-        assert [j.name for j in jobs.jobs] == ["dormancy"]  # no SMTP host: no outbox sender
+        # No SMTP host: no outbox sender; the low-balance watch runs by default.
+        assert [j.name for j in jobs.jobs] == ["dormancy", "low-balance"]
         for _ in range(100):
             if _runs("acted") > before:
                 break
@@ -317,9 +318,12 @@ async def test_management_jobs_disabled_dormancy_starts_nothing(
     config: Config, db_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
     off = dataclasses.replace(config.dormancy, enabled=False)
-    runtime = Runtime(dataclasses.replace(config, dormancy=off))
-    runtime.db, runtime.redis = db_pool, redis_client
-    jobs = ManagementJobs(runtime)
-    await jobs.start()
-    assert jobs.jobs == []
-    await jobs.stop()
+    for watch, names in ((True, ["low-balance"]), (False, [])):
+        care = dataclasses.replace(config.low_balance, enabled=watch)
+        runtime = Runtime(dataclasses.replace(config, dormancy=off, low_balance=care))
+        runtime.db, runtime.redis = db_pool, redis_client
+        jobs = ManagementJobs(runtime)
+        await jobs.start()
+        assert [j.name for j in jobs.jobs] == names
+        await jobs.stop()
+        assert jobs.ctx is None
