@@ -87,8 +87,7 @@ def http_url(value: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class AlertsConfig:
-    """[alerts]: where fraud blocks and low-balance crossings are reported besides the
-    contact e-mails."""
+    """[alerts]: where fraud blocks and low-balance crossings go besides contact e-mails."""
 
     operator_email: str = key("", "The operator's address for fraud notices; empty: none.")
     webhook_url: str = key(
