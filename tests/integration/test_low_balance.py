@@ -11,9 +11,13 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -28,6 +32,7 @@ from gateway.config import Config
 from tests import factories
 
 UNIT = 1_000_000
+ROOT = Path(__file__).resolve().parents[2]
 HOOK = "http://hooks.example.test/low-balance"
 _seq = itertools.count(1)
 
@@ -292,3 +297,90 @@ async def test_a_refill_retried_after_a_crash_moves_the_money_once(
     assert done.status == "moved" and done.detail == "moved before (retry)"
     assert await _balance(care.pool, c) == 14 * UNIT
     assert await _balance(care.pool, pair.agent) == 90 * UNIT
+
+
+async def _watcher(env: dict[str, str]) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.integration.low_balance_proc",
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    assert line.strip() == b"ready", line
+    return proc
+
+
+async def _wait_state(pool: asyncpg.Pool, ids: list[int], below: bool, crossings: int) -> None:
+    for _ in range(500):
+        n = await pool.fetchval(
+            "SELECT count(*) FROM low_balance_state WHERE account_id = ANY($1::bigint[]) "
+            "AND below = $2 AND crossings = $3 AND NOT refill_due",
+            ids,
+            below,
+            crossings,
+        )
+        if n == len(ids):
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"the watchers did not reach below={below} crossings={crossings} in 10 s")
+
+
+async def test_two_gateway_processes_act_once_per_crossing(
+    care: ManagementContext, database_url: str, redis_url: str
+) -> None:
+    """Two watcher processes running rounds back to back while the accounts fall
+    below, get refilled and are topped up again: every crossing is claimed by one of
+    them, notified once and refilled once."""
+    pairs = [
+        await _pair(
+            care.pool,
+            balance=10 * UNIT,
+            threshold=5 * UNIT,
+            agent_balance=1000 * UNIT,
+            refill=2 * UNIT,
+            monthly=100 * UNIT,
+        )
+        for _ in range(8)
+    ]
+    ids = [p.customer for p in pairs]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+        "GW_DB_URL": database_url,
+        "GW_REDIS_URL": redis_url,
+        "GW_PREFIX": care.keys.prefix,
+        "GW_WEBHOOK": HOOK,
+    }
+    procs = [await _watcher(env), await _watcher(env)]
+    try:
+        cycles = 4
+        for cycle in range(cycles):
+            await asyncio.gather(*(_spend(care, c, 6 * UNIT, f"lb-procs-{c}-{cycle}") for c in ids))
+            # Refilled from 4 to 6 (above 5) and re-armed by one of them.
+            await _wait_state(care.pool, ids, False, cycle + 1)
+            for c in ids:
+                await _refill(care, c, 4 * UNIT, f"lb-procs-top-{c}-{cycle}")
+    finally:
+        reports = []
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+            reports.append(json.loads(out.decode().strip().splitlines()[-1]))
+    mine = set(ids)
+    claims = sorted((a, n) for report in reports for a, n in report["crossed"] if a in mine)
+    assert claims == sorted((c, n) for c in ids for n in range(1, cycles + 1))
+    refills = sorted(
+        (a, n, status) for report in reports for a, n, status in report["refills"] if a in mine
+    )
+    assert refills == sorted((c, n, "moved") for c in ids for n in range(1, cycles + 1))
+    for c in ids:
+        notices = await _notices(care.pool, c)
+        assert sum(n["channel"] == "webhook" for n in notices) == cycles
+        moved = await care.pool.fetchval(
+            "SELECT count(*) FROM ledger_entries WHERE account_id = $1 AND kind = 'transfer'", c
+        )
+        assert moved == cycles
+        assert await _balance(care.pool, c) == 10 * UNIT
