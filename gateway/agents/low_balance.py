@@ -37,7 +37,7 @@ import asyncpg
 
 from gateway.agents import outbox
 from gateway.agents.context import ManagementContext
-from gateway.balance.moves import MoneyMove, MoveRefused, Posting, move_money
+from gateway.balance.moves import MoneyMove, MoveRefused, Posting, entry_keys, move_money
 from gateway.config import AlertsConfig
 from gateway.core import metrics
 from gateway.core.errors import BackendUnavailable, Duplicate
@@ -260,6 +260,14 @@ async def _plan(
     )
     if row is None:
         return None
+    booked = await conn.fetchval(
+        "SELECT amount_micros FROM ledger_entries WHERE idempotency_key = $1",
+        entry_keys(refill_key(account_id, n), 2)[1],  # the account's side of the move
+    )
+    if booked is not None and row["parent_id"] is not None:
+        # Moved already by a gateway that stopped before recording it: replayed as it
+        # was (its own amount must not count against the limit a second time).
+        return "", "", int(row["parent_id"]), int(booked)
     if row["auto_refill_micros"] <= 0:
         return "refused", "auto-refill is off", 0, 0
     amount = int(row["auto_refill_micros"])

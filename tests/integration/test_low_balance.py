@@ -282,9 +282,10 @@ async def test_a_refill_retried_after_a_crash_moves_the_money_once(
     care: ManagementContext,
 ) -> None:
     """A gateway that moved the money and died before recording it: the crossing is
-    still due, the next round books the same key and finds it booked."""
+    still due, the next round books the same key and finds it booked (the monthly limit,
+    one refill here, does not count that refill twice)."""
     pair = await _pair(
-        care.pool, balance=4 * UNIT, threshold=5 * UNIT, refill=10 * UNIT, monthly=30 * UNIT
+        care.pool, balance=4 * UNIT, threshold=5 * UNIT, refill=10 * UNIT, monthly=10 * UNIT
     )
     c = pair.customer
     _, crossed = await low_balance.claim_crossings(care.pool, care.config.alerts, datetime.now(UTC))
