@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-# The fronts' sections live in config_fronts; they are imported from here, as all are.
+# The fronts' sections live in config_fronts, the jobs' in config_jobs and config_care;
+# they are imported from here, as all are.
+from gateway.config_care import LowBalanceConfig as LowBalanceConfig
 from gateway.config_fronts import RadiusClientConfig as RadiusClientConfig
 from gateway.config_fronts import RadiusConfig as RadiusConfig
 from gateway.config_fronts import RadiusTcpConfig as RadiusTcpConfig
@@ -327,6 +329,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     recurring: RecurringConfig = field(default_factory=RecurringConfig)
     invoices: InvoicesConfig = field(default_factory=InvoicesConfig)
+    low_balance: LowBalanceConfig = field(default_factory=LowBalanceConfig)
 
     @property
     def state_path(self) -> Path:

@@ -87,11 +87,13 @@ def http_url(value: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class AlertsConfig:
-    """[alerts]: where fraud blocks are reported besides the agent's contact e-mails."""
+    """[alerts]: where fraud blocks and low-balance crossings go besides contact e-mails."""
 
     operator_email: str = key("", "The operator's address for fraud notices; empty: none.")
     webhook_url: str = key(
-        "", "HTTP(S) URL that gets a JSON POST per fraud block; empty: none.", http_url
+        "",
+        "HTTP(S) URL that gets a JSON POST per fraud block and low-balance crossing; empty: none.",
+        http_url,
     )
     timeout_s: float = key(10.0, "Timeout of one webhook POST.", at_least(0.1))
     retry_delay_s: float = key(

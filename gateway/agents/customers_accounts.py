@@ -75,6 +75,10 @@ class AccountView:
     removed_at: datetime | None
     tax_rate_bp: int  # VAT-style tax of its invoices (migration 0016)
     tax_inclusive: bool
+    # Low-balance care (gateway/agents/low_balance_settings.py): None: no threshold.
+    low_balance_threshold_micros: int | None = None
+    auto_refill_micros: int = 0
+    auto_refill_monthly_limit_micros: int = 0
 
 
 def account_view(row: asyncpg.Record, live: Live | None) -> AccountView:
@@ -106,6 +110,9 @@ def account_view(row: asyncpg.Record, live: Live | None) -> AccountView:
         removed_at=row["removed_at"],
         tax_rate_bp=row["tax_rate_bp"],
         tax_inclusive=row["tax_inclusive"],
+        low_balance_threshold_micros=row["low_balance_threshold_micros"],
+        auto_refill_micros=row["auto_refill_micros"],
+        auto_refill_monthly_limit_micros=row["auto_refill_monthly_limit_micros"],
     )
 
 

@@ -15,6 +15,7 @@ from gateway.api.endpoints import (
     cdrs,
     customers,
     invoices,
+    low_balance,
     money,
     products,
     rates,
@@ -70,6 +71,7 @@ def create_app(ctx: ManagementContext) -> FastAPI:
         call_rules.router,
         products.router,
         invoices.router,
+        low_balance.router,
     ):
         app.include_router(router)
     return app

@@ -51,6 +51,8 @@ class Account:
     max_calls: int | None
     rules: CallRules | None = None
     inbound_rate_group_id: int | None = None
+    # Below this available money the Access-Accept carries a low-balance hint.
+    low_balance_micros: int | None = None
 
     def as_chain_account(self, inbound: bool = False) -> ChainAccount:
         if inbound:
@@ -106,6 +108,7 @@ async def _load_accounts(conn: Connection) -> dict[int, Account]:
     rows = await conn.fetch(
         "SELECT a.id, a.parent_id, a.root_id, a.kind, a.billing_mode, a.rate_group_id, "
         "       a.status, a.currency, a.credit_limit_micros, a.max_concurrent_calls, "
+        "       a.low_balance_threshold_micros, "
         "       r.account_id IS NOT NULL AS has_rules, r.allow_prefixes, r.block_prefixes, "
         "       r.max_price_per_min_micros, r.negative_margin, r.min_margin_micros, "
         "       r.max_spend_hour_micros, r.max_spend_day_micros, r.max_spend_call_micros, "
@@ -126,6 +129,7 @@ async def _load_accounts(conn: Connection) -> dict[int, Account]:
             r["max_concurrent_calls"],
             _rules(r) if r["has_rules"] else None,
             r["inbound_rate_group_id"],
+            r["low_balance_threshold_micros"],
         )
         for r in rows
     }

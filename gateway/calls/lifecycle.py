@@ -187,6 +187,7 @@ class Calls:
             await self.balance.store.release(ref)
         account = self.directory.account(caller.account_id)
         currency = account.currency if account is not None else ""
+        threshold = account.low_balance_micros if account is not None else None
         if log.isEnabledFor(logging.DEBUG):  # the hold goes to the log, not to the switch
             log.debug("call.held", extra={"session": session, "hold": result.holds_micros})
         return Authorized(
@@ -197,6 +198,7 @@ class Calls:
             available_micros=result.available_micros,
             held_s=result.held_s,
             route=found,
+            low_balance=threshold is not None and result.available_micros < threshold,
         )
 
     def _route(self, account_id: int, number: str, call_id: str) -> Route:

@@ -144,6 +144,7 @@ class Authorized:
     available_micros: int = 0  # the customer's credit left after the hold
     held_s: int = 0  # the time held: the grant, or a first slice of it
     route: Route | None = None  # when asked for (SIP): never without gateways
+    low_balance: bool = False  # available_micros is below the account's threshold
 
 
 @dataclass(slots=True)  # not frozen: built per request (cheaper); read-only

@@ -204,6 +204,18 @@ FRAUD_BLOCKS = Counter(
     "short_calls).",
     ["rule"],
 )
+LOW_BALANCE = Counter(
+    "gateway_low_balance_total",
+    "Low-balance care, by event (crossed: an account fell below its threshold, "
+    "rearmed: back above it).",
+    ["event"],
+)
+AUTO_REFILLS = Counter(
+    "gateway_auto_refills_total",
+    "Automatic refills from the parent agent, by outcome (moved, no_funds, "
+    "limit_reached, not_transfer_mode, refused).",
+    ["outcome"],
+)
 
 
 # -- Label values known before the first event --------------------------------------
@@ -267,6 +279,8 @@ DORMANCY_ACTION_NAMES = ("disabled", "removed", "reactivated")
 DORMANCY_OUTCOMES = ("acted", "skipped")
 OUTBOX_OUTCOMES = ("sent", "failed", "gave_up")
 FRAUD_RULES = ("new_countries", "unrated_attempts", "short_calls")
+LOW_BALANCE_EVENTS = ("crossed", "rearmed")
+AUTO_REFILL_OUTCOMES = ("moved", "no_funds", "limit_reached", "not_transfer_mode", "refused")
 
 
 def prime_gateway(reasons: tuple[str, ...]) -> None:
@@ -287,6 +301,8 @@ def prime_gateway(reasons: tuple[str, ...]) -> None:
         (OUTBOX_MAILS, OUTBOX_OUTCOMES),
         (WEBHOOKS, OUTBOX_OUTCOMES),
         (FRAUD_BLOCKS, FRAUD_RULES),
+        (LOW_BALANCE, LOW_BALANCE_EVENTS),
+        (AUTO_REFILLS, AUTO_REFILL_OUTCOMES),
         (REDIS_REROUTES, REDIS_REROUTE_CAUSES),
     )
     for family, values in counters:

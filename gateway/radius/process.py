@@ -133,7 +133,10 @@ class RadiusProcess:
         else:
             assert isinstance(decision, Authorized)
             attributes = profile.accept(
-                decision.granted_s, decision.available_micros, decision.currency
+                decision.granted_s,
+                decision.available_micros,
+                decision.currency,
+                low_balance=decision.low_balance,
             )
         return encode_reply(packet, PacketCode.ACCESS_ACCEPT, attributes, client.secret)
 

@@ -18,6 +18,8 @@ from gateway.radius.codec import Packet
 from gateway.radius.dictionary import UnknownAttribute
 from gateway.rating.money import format_money
 
+# The h323-prompt-id of an Accept whose caller is below its low-balance threshold.
+LOW_BALANCE_PROMPT = "low_balance"
 _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m}
 # Cisco time: "HH:MM:SS.mmm TZ Www Mmm DD YYYY", optionally led by '*' or '.'.
 _CISCO_TIME = re.compile(
@@ -144,11 +146,12 @@ class Profile:
         )
 
     def accept(
-        self, granted_s: int, available_micros: int, currency: str
+        self, granted_s: int, available_micros: int, currency: str, *, low_balance: bool = False
     ) -> list[tuple[str, str | int]]:
         """Attributes of an Access-Accept for a call granted ``granted_s``; the caller
-        has ``available_micros`` left after the call's hold."""
-        del available_micros, currency
+        has ``available_micros`` left after the call's hold, below the account's
+        low-balance threshold when ``low_balance``."""
+        del available_micros, currency, low_balance
         return [("Session-Timeout", granted_s)]
 
     def links(self, packet: Packet) -> tuple[str, ...]:
@@ -199,10 +202,10 @@ class CiscoProfile(Profile):
         )
 
     def accept(
-        self, granted_s: int, available_micros: int, currency: str
+        self, granted_s: int, available_micros: int, currency: str, *, low_balance: bool = False
     ) -> list[tuple[str, str | int]]:
         # h323-credit-amount is the credit left (an IVR reads it out), never the hold.
-        return [
+        attributes: list[tuple[str, str | int]] = [
             ("h323-return-code", "h323-return-code=0"),
             ("h323-credit-time", f"h323-credit-time={granted_s}"),
             ("h323-credit-amount", f"h323-credit-amount={format_money(available_micros)}"),
@@ -210,6 +213,10 @@ class CiscoProfile(Profile):
             ("h323-billing-model", "h323-billing-model=1"),  # 1: debit (prepaid)
             ("Session-Timeout", granted_s),
         ]
+        if low_balance:
+            # The switch's IVR picks the announcement by prompt id before connecting.
+            attributes.append(("h323-prompt-id", f"h323-prompt-id={LOW_BALANCE_PROMPT}"))
+        return attributes
 
     def links(self, packet: Packet) -> tuple[str, ...]:
         conf_id = _cisco_value(_str(packet, "h323-conf-id"), "h323-conf-id")

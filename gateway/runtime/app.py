@@ -24,6 +24,7 @@ from gateway.agents import fraud_blocks
 from gateway.agents.context import ManagementContext
 from gateway.agents.dormancy import DormancyJob
 from gateway.agents.invoice_job import InvoiceJob
+from gateway.agents.low_balance import LowBalanceWatch
 from gateway.agents.outbox import OutboxSender
 from gateway.agents.recurring import RecurringJob
 from gateway.agents.webhooks import WebhookSender
@@ -363,8 +364,8 @@ class CallPath:
 
 
 class ManagementJobs:
-    """Background jobs of the management side: dormancy, recurring charges and invoicing
-    rounds, the outbox.
+    """Background jobs of the management side: dormancy, recurring charges, invoicing
+    and low-balance rounds, the outbox.
 
     Every process of the call path and ``gateway api`` runs them: the dormancy job's
     Redis lock lets one process act per round, and outbox rows are claimed one by
@@ -383,7 +384,12 @@ class ManagementJobs:
 
     async def start(self) -> None:
         cfg, rt = self.runtime.config, self.runtime
-        if cfg.dormancy.enabled or cfg.recurring.enabled or cfg.invoices.enabled:
+        if (
+            cfg.dormancy.enabled
+            or cfg.recurring.enabled
+            or cfg.invoices.enabled
+            or cfg.low_balance.enabled
+        ):
             self.ctx = ManagementContext.create(cfg, rt.pool(), rt.client(), rt.keys)
             await self.ctx.start()
         if cfg.dormancy.enabled and self.ctx is not None:
@@ -392,6 +398,10 @@ class ManagementJobs:
             self.jobs.append(RecurringJob(self.ctx))
         if cfg.invoices.enabled and self.ctx is not None:
             self.jobs.append(InvoiceJob(self.ctx))
+        if cfg.low_balance.enabled and self.ctx is not None:
+            # Every process may run it: the conditional update gives each crossing
+            # to one of them.
+            self.jobs.append(LowBalanceWatch(self.ctx))
         if cfg.smtp.host:
             self.jobs.append(OutboxSender(rt.pool(), cfg.smtp))
         if cfg.alerts.webhook_url:

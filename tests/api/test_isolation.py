@@ -117,6 +117,11 @@ ROUTES: Final[dict[tuple[str, str], Route]] = {
     ),
     ("DELETE", f"{V1}/accounts/{{account_id}}/call-rules"): Route("account", HIDDEN),
     ("GET", f"{V1}/accounts/{{account_id}}/margin-report"): Route("wholesale_agent", HIDDEN),
+    # low-balance care (low_balance_settings.py: require_account before the may-set check)
+    ("GET", f"{V1}/accounts/{{account_id}}/low-balance"): Route("account", HIDDEN),
+    ("PUT", f"{V1}/accounts/{{account_id}}/low-balance"): Route(
+        "account", HIDDEN, {"threshold_micros": 1}
+    ),
     ("PATCH", f"{V1}/customers/{{customer_id}}"): Route("customer", HIDDEN, {"name": "probe"}),
     ("DELETE", f"{V1}/customers/{{customer_id}}"): Route("customer", HIDDEN),
     # caller-IDs and extensions (numbers.py: the account check comes before the role check)

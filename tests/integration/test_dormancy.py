@@ -303,8 +303,8 @@ async def test_management_jobs_run_dormancy_and_stop_cleanly(
     jobs = ManagementJobs(runtime)
     await jobs.start()
     try:
-        # No SMTP host: no outbox sender; the charge job runs beside dormancy.
-        assert [j.name for j in jobs.jobs] == ["dormancy", "recurring"]
+        # No SMTP host: no outbox sender; the charge job and the low-balance watch run too.
+        assert [j.name for j in jobs.jobs] == ["dormancy", "recurring", "low-balance"]
         for _ in range(100):
             if _runs("acted") > before:
                 break
@@ -321,11 +321,16 @@ async def test_management_jobs_disabled_dormancy_starts_nothing(
     off = dataclasses.replace(config.dormancy, enabled=False)
     no_invoices = dataclasses.replace(config.invoices, enabled=False)
     no_charges = dataclasses.replace(config.recurring, enabled=False)
-    runtime = Runtime(
-        dataclasses.replace(config, dormancy=off, invoices=no_invoices, recurring=no_charges)
-    )
-    runtime.db, runtime.redis = db_pool, redis_client
-    jobs = ManagementJobs(runtime)
-    await jobs.start()
-    assert jobs.jobs == []
-    await jobs.stop()
+    for watch, names in ((True, ["low-balance"]), (False, [])):
+        care = dataclasses.replace(config.low_balance, enabled=watch)
+        runtime = Runtime(
+            dataclasses.replace(
+                config, dormancy=off, invoices=no_invoices, recurring=no_charges, low_balance=care
+            )
+        )
+        runtime.db, runtime.redis = db_pool, redis_client
+        jobs = ManagementJobs(runtime)
+        await jobs.start()
+        assert [j.name for j in jobs.jobs] == names
+        await jobs.stop()
+        assert jobs.ctx is None

@@ -215,7 +215,7 @@ async def test_management_jobs_send_the_outbox(
     jobs = ManagementJobs(runtime)
     await jobs.start()
     try:
-        assert [j.name for j in jobs.jobs] == ["outbox"]
+        assert [j.name for j in jobs.jobs] == ["low-balance", "outbox"]
         for _ in range(100):
             [row] = await _rows(db_pool, kind)
             if row["sent_at"] is not None:

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("core",),
     ("rating",),
     ("configkit",),
-    ("config_fronts", "config_jobs", "config_invoices"),
+    ("config_fronts", "config_jobs", "config_invoices", "config_care"),
     ("config",),
     ("db",),
     ("balance",),
@@ -44,6 +44,7 @@ ROOT_MODULES = {
     "config_fronts",
     "config_jobs",
     "config_invoices",
+    "config_care",
     "configkit",
 }
 

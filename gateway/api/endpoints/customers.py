@@ -66,6 +66,11 @@ class AccountOut(BaseModel):
     removed_at: datetime | None
     tax_rate_bp: int = Field(description="Tax of its invoices, basis points (2000 = 20 %)")
     tax_inclusive: bool = Field(description="Prices include the tax (else it comes on top)")
+    low_balance_threshold_micros: int | None = Field(
+        description="Low-balance care: notices below this available money (null: none)"
+    )
+    auto_refill_micros: int = Field(description="Moved from the parent when below (0: off)")
+    auto_refill_monthly_limit_micros: int = Field(description="Most auto-refilled per month")
 
 
 class AccountList(BaseModel):

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from gateway.api.portal import care
 from gateway.api.portal.client import ApiReply
 from gateway.api.portal.listing import error_page, pager_base, sort_columns
 from gateway.api.portal.render import page, to_micros
@@ -347,7 +348,9 @@ async def _detail(
         "/api/v1/cdrs", account_id=customer_id, limit=20, sort="setup_at", order="desc"
     )
     group = await portal.get(f"/api/v1/rate-groups/{account['rate_group_id']}")
+    care_reply = await portal.get(f"/api/v1/accounts/{customer_id}/low-balance")
     mine = await own_account(portal)
+    ctx.setdefault("care_values", care.values(care_reply.body if care_reply.ok else None))
     ctx.setdefault("values", {})
     ctx.setdefault("errors", {})
     ctx.setdefault("form", "")
@@ -364,6 +367,8 @@ async def _detail(
         extensions=extensions.body["items"] if extensions.ok else [],
         cdrs=cdrs.body if cdrs.ok else None,
         mine=mine,
+        care=care_reply.body if care_reply.ok else None,
+        refill_outcomes=care.REFILL_OUTCOMES,
         moves=MOVES,
         sip_host=_host(request),
         **ctx,
@@ -434,6 +439,16 @@ async def move_money(request: Request, customer_id: int) -> Response:
         body["to_account_id"] = customer_id
     return await _detail_form(
         request, customer_id, "money", ("POST", path, body), None, {"amount_micros": "amount"}
+    )
+
+
+@router.post("/customers/{customer_id}/low-balance")
+async def set_low_balance(request: Request, customer_id: int) -> Response:
+    f = await form_of(request)
+    path = f"/api/v1/accounts/{customer_id}/low-balance"
+    call = ("PUT", path, care.body(f))
+    return await _detail_form(
+        request, customer_id, "care", call, "Low-balance care saved.", care.RENAME
     )
 
 

@@ -100,6 +100,19 @@ async def test_an_access_request_is_authorized_and_the_grant_worded_for_cisco() 
     assert party.credentials == Credentials(password="pw")
 
 
+@pytest.mark.parametrize("profile", ["cisco", "standard"])
+@pytest.mark.parametrize("low", [False, True])
+async def test_the_low_balance_hint_is_a_cisco_prompt_id_only_when_below(
+    profile: str, low: bool
+) -> None:
+    decision = Authorized(7, 600, 60_000, "USD", available_micros=900_000, low_balance=low)
+    reply = await ask(FakeCalls(decision), client(profile=profile), PacketCode.ACCESS_REQUEST, CALL)
+    assert reply is not None and reply.code == PacketCode.ACCESS_ACCEPT
+    prompts = reply.get_all("h323-prompt-id") if profile == "cisco" else []
+    assert prompts == (["h323-prompt-id=low_balance"] if low and profile == "cisco" else [])
+    assert ("h323-prompt-id" in reply) is (low and profile == "cisco")
+
+
 async def test_without_acct_session_id_the_key_names_no_session() -> None:
     calls = FakeCalls(Authorized(7, 60, 60_000, "USD"))
     await ask(calls, client(profile="standard"), PacketCode.ACCESS_REQUEST, CALL)
