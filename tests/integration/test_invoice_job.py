@@ -171,8 +171,11 @@ async def test_management_jobs_run_the_invoicing_job(
     late = dataclasses.replace(config.invoices, issue_delay_s=30 * 365 * 86400.0)
     off = dataclasses.replace(config.dormancy, enabled=False)
     no_charges = dataclasses.replace(config.recurring, enabled=False)
+    no_watch = dataclasses.replace(config.low_balance, enabled=False)
     runtime = Runtime(
-        dataclasses.replace(config, dormancy=off, invoices=late, recurring=no_charges)
+        dataclasses.replace(
+            config, dormancy=off, invoices=late, recurring=no_charges, low_balance=no_watch
+        )
     )
     runtime.db, runtime.redis = db_pool, redis_client
     jobs = ManagementJobs(runtime)
