@@ -323,18 +323,23 @@ _NOT_NULL = (
 
 
 async def _managed_customer(
-    conn: Connection, principal: Principal, customer_id: int
+    conn: Connection, principal: Principal, customer_id: int, kind: str = "customer"
 ) -> asyncpg.Record:
-    row = await require_account(conn, principal, customer_id, kind="customer", for_update=True)
+    row = await require_account(conn, principal, customer_id, kind=kind, for_update=True)
     if not may_manage(principal, row):
         raise Forbidden("an account cannot change itself; ask the agent above it")
     return row
 
 
 async def update_customer(
-    ctx: ManagementContext, principal: Principal, customer_id: int, changes: dict[str, Any]
+    ctx: ManagementContext,
+    principal: Principal,
+    customer_id: int,
+    changes: dict[str, Any],
+    kind: str = "customer",
 ) -> AccountView:
-    """Change the given fields of a customer the principal manages.
+    """Change the given fields of a customer (or, with ``kind``, an agent: its inbound
+    rate group and invoice tax live here too) the principal manages.
 
     ``status`` takes active or disabled (a manual disable, which the dormancy job
     never undoes); ``max_concurrent_calls`` null means no limit; ``tax_rate_bp`` and
@@ -379,7 +384,7 @@ async def update_customer(
         sets.append("disabled_at = " + ("now()" if status == "disabled" else "NULL"))
     with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
-            row = await _managed_customer(conn, principal, customer_id)
+            row = await _managed_customer(conn, principal, customer_id, kind)
             unblocked = row["disabled_reason"] == "fraud" and changes.get("status") == "active"
             if "rate_group_id" in changes:
                 currency = await rate_group_currency(conn, principal, changes["rate_group_id"])

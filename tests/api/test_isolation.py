@@ -79,6 +79,7 @@ RESOURCES: Final[dict[str, tuple[dict[str, str], ...]]] = {
     "account": ({"account_id": "b1"}, {"account_id": "agent_b"}, {"account_id": "b_sub"}),
     "wholesale_agent": ({"account_id": "b_sub"},),
     "customer": ({"customer_id": "b1"},),
+    "agent": ({"agent_id": "agent_b"}, {"agent_id": "b_sub"}),
     "caller_id": ({"caller_id": "b1_caller_id"},),
     "extension": ({"extension_id": "b1_extension"},),
     "add_funds_request": ({"request_id": "b1_request"}, {"request_id": "agent_b_request"}),
@@ -124,6 +125,7 @@ ROUTES: Final[dict[tuple[str, str], Route]] = {
     ),
     ("PATCH", f"{V1}/customers/{{customer_id}}"): Route("customer", HIDDEN, {"name": "probe"}),
     ("DELETE", f"{V1}/customers/{{customer_id}}"): Route("customer", HIDDEN),
+    ("PATCH", f"{V1}/agents/{{agent_id}}"): Route("agent", MANAGERS, {"name": "probe"}),
     # caller-IDs and extensions (numbers.py: the account check comes before the role check)
     ("GET", f"{V1}/customers/{{customer_id}}/caller-ids"): Route("customer", HIDDEN),
     ("POST", f"{V1}/customers/{{customer_id}}/caller-ids"): Route(
@@ -324,6 +326,10 @@ def _did(product: int, refs: Refs) -> dict[str, Any]:
 # A path id in a body row's route names the caller's own thing: a customer it manages
 # (agent_a: a2, agent_a1: a11), or for the customer role its own account.
 OWN_CUSTOMER: Final = {"agent_a": "a2", "agent_a1": "a11", "a1": "a1", "agent_b": "b1"}
+# The same for an agent: a sub-agent it manages (agent_a1 has none: its own, refused 403).
+OWN_AGENT: Final = {"agent_a": "agent_a1", "agent_a1": "agent_a1", "a1": "a1", "agent_b": "b_sub"}
+# Only agent_a has a sub-agent to change; agent_a1 may not change itself.
+AGENT_FIELD: Final[dict[str, Outcome]] = {"agent_a": 422, "agent_a1": 403, "a1": 403}
 
 
 @dataclass(frozen=True)
@@ -360,6 +366,12 @@ BODIES: Final[dict[tuple[str, str, str], BodyRef]] = {
     ),
     ("PATCH", f"{V1}/customers/{{customer_id}}", "inbound_rate_group_id"): BodyRef(
         ("b_group",), _inbound_group, MANAGERS_FIELD, 200
+    ),
+    ("PATCH", f"{V1}/agents/{{agent_id}}", "rate_group_id"): BodyRef(
+        ("b_group",), _group_change, AGENT_FIELD, 200
+    ),
+    ("PATCH", f"{V1}/agents/{{agent_id}}", "inbound_rate_group_id"): BodyRef(
+        ("b_group",), _inbound_group, AGENT_FIELD, 200
     ),
     # products.create_product: a base must be the caller's parent's (agent_b's parent is
     # the operator, so its own product is no base for it either)
@@ -904,7 +916,7 @@ BODY_CASES = [
 def _body_url(path: str, trees: Trees, who: str) -> str:
     if _path_params(path):
         own = trees.refs[OWN_CUSTOMER[who]]
-        return path.format(customer_id=own, account_id=own)
+        return path.format(customer_id=own, account_id=own, agent_id=trees.refs[OWN_AGENT[who]])
     return path
 
 

@@ -306,3 +306,24 @@ async def test_a_did_with_its_rental(
     subs = (await api.get(f"{V1}/accounts/{world.a1}/subscriptions", headers=agent_a)).json()
     assert subs[0]["ends_on"] == date.today().isoformat() or subs[0]["ends_on"] is not None
     assert (await api.get(f"{V1}/customers/{world.a1}/dids", headers=agent_a)).json() == []
+
+
+async def test_agents_inbound_rate_group_and_tax_are_set_from_above(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    admin = await headers(api, world, "admin")
+    agent_a = await headers(api, world, "agent_a")
+    agent_a1 = await headers(api, world, "agent_a1")
+    body = {"inbound_rate_group_id": world.rate_group, "tax_rate_bp": 2000}
+    r = await api.patch(f"{V1}/agents/{world.agent_a1}", json=body, headers=agent_a)
+    assert r.status_code == 200, r.text
+    assert r.json()["inbound_rate_group_id"] == world.rate_group
+    assert r.json()["tax_rate_bp"] == 2000
+    own = await api.patch(f"{V1}/agents/{world.agent_a1}", json=body, headers=agent_a1)
+    assert own.status_code == 403
+    r = await api.patch(
+        f"{V1}/agents/{world.agent_a}", json={"inbound_rate_group_id": None}, headers=admin
+    )
+    assert r.status_code == 200 and r.json()["inbound_rate_group_id"] is None
+    # A customer id is no agent.
+    assert (await api.patch(f"{V1}/agents/{world.a1}", json={}, headers=admin)).status_code == 404

@@ -445,6 +445,13 @@ async def add_caller_id(customer_id: Id, body: CallerIdIn, ctx: Ctx, user: User)
     return CallerIdOut(**asdict(added))
 
 
+@router.patch("/agents/{agent_id}", response_model=AccountOut, responses=ERRORS)
+async def update_agent(agent_id: Id, body: CustomerPatch, ctx: Ctx, user: Manager) -> AccountOut:
+    """Change a sub-agent's fields (the operator: any agent's); as for customers."""
+    changes = body.model_dump(exclude_unset=True)
+    return _account(await customers.update_customer(ctx, user, agent_id, changes, "agent"))
+
+
 @router.patch("/caller-ids/{caller_id}", response_model=CallerIdOut, responses=ERRORS)
 async def change_caller_id(caller_id: Id, body: CallerIdPatch, ctx: Ctx, user: User) -> CallerIdOut:
     """Change a caller-ID's number or description."""
