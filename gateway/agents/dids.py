@@ -19,7 +19,7 @@ from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.agents.numbers import normalize_caller_id
 from gateway.agents.principal import Principal, may_manage, require_account, visible
-from gateway.agents.products import subscribe
+from gateway.agents.products import close_subscriptions, subscribe
 from gateway.agents.recurring import today_utc
 from gateway.core.errors import Duplicate
 from gateway.db.pool import pg_errors, pg_integrity
@@ -122,17 +122,5 @@ async def remove_did(ctx: ManagementContext, principal: Principal, did_id: int) 
             account = await require_account(conn, principal, row["account_id"])
             if not may_manage(principal, account):
                 raise Forbidden("only the customer's agent or the operator removes DIDs")
-            await conn.execute(
-                "UPDATE subscriptions SET ends_on = greatest(starts_on, $2) "
-                "WHERE did_id = $1 AND (ends_on IS NULL OR ends_on > $2)",
-                did_id,
-                today,
-            )
-            await conn.execute(
-                "DELETE FROM recurring_charges c USING subscriptions s "
-                "WHERE s.id = c.subscription_id AND s.did_id = $1 AND c.period_start >= $2 "
-                "AND c.status IN ('due', 'unpaid')",
-                did_id,
-                today,
-            )
+            await close_subscriptions(conn, "did_id", did_id, today)
             await conn.execute("DELETE FROM dids WHERE id = $1", did_id)

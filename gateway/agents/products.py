@@ -308,19 +308,29 @@ async def end_subscription(
             await _managed(conn, principal, row["account_id"])
             if ends_on < row["starts_on"]:
                 raise Invalid("ends_on", "is before the subscription starts")
-            await conn.execute(
-                "UPDATE subscriptions SET ends_on = $2 WHERE id = $1", subscription_id, ends_on
-            )
-            # A period not charged yet that starts on or after the end is dropped.
-            await conn.execute(
-                "DELETE FROM recurring_charges WHERE subscription_id = $1 AND period_start >= $2 "
-                "AND status IN ('due', 'unpaid')",
-                subscription_id,
-                ends_on,
-            )
+            await close_subscriptions(conn, "id", subscription_id, ends_on)
             out = await conn.fetchrow(_SUBSCRIPTION + "WHERE s.id = $1", subscription_id)
     assert out is not None
     return subscription_view(out)
+
+
+async def close_subscriptions(conn: Connection, by: str, value: int, ends_on: date) -> None:
+    """End the subscriptions whose ``by`` column (id or did_id) is ``value`` on
+    ``ends_on`` (never before they start); a period not charged yet that starts on or
+    after the end is dropped, charged ones stand."""
+    column = {"id": "id", "did_id": "did_id"}[by]
+    await conn.execute(
+        f"UPDATE subscriptions SET ends_on = greatest(starts_on, $2) WHERE {column} = $1 "
+        "AND (ends_on IS NULL OR ends_on > $2)",
+        value,
+        ends_on,
+    )
+    await conn.execute(
+        "DELETE FROM recurring_charges c USING subscriptions s WHERE s.id = c.subscription_id "
+        f"AND s.{column} = $1 AND c.period_start >= $2 AND c.status IN ('due', 'unpaid')",
+        value,
+        ends_on,
+    )
 
 
 async def list_charges(
