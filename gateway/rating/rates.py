@@ -7,6 +7,8 @@ whole seconds and instants are timezone-aware UTC datetimes.
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from gateway.rating.periods import Periods
+
 
 def _require_int(name: str, value: object, minimum: int) -> None:
     # bool is an int subclass; True as a price is always a bug, so reject it.
@@ -33,6 +35,8 @@ class Rate:
     Construction validates every field and raises ``ValueError`` (bad value) or
     ``TypeError`` (wrong type), so a ``Rate`` that exists is always usable.
     ``effective_from`` / ``effective_to`` are normalised to UTC; ``None`` means open.
+    The rate chosen at a call's start prices all of it (a call is not split at
+    ``effective_to``); its ``periods`` do split it (``gateway.rating.schedule``).
     """
 
     prefix: str
@@ -45,6 +49,8 @@ class Rate:
     grace_s: int = 0
     effective_from: datetime | None = None
     effective_to: datetime | None = None
+    # Time-of-day/weekday prices (peak, off-peak...); None: one price at all times.
+    periods: Periods | None = None
 
     def __post_init__(self) -> None:
         if type(self.prefix) is not str:
@@ -84,6 +90,8 @@ class Rate:
             _require_int("next_increment_s", step, 1)
             _require_int("min_duration_s", minimum, 0)
             _require_int("grace_s", grace, 0)
+        if self.periods is not None and not isinstance(self.periods, Periods):
+            raise TypeError(f"periods must be Periods or None, got {type(self.periods).__name__}")
         if self.effective_from is None and self.effective_to is None:
             return
         start = _as_utc("effective_from", self.effective_from)

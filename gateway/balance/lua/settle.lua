@@ -10,6 +10,9 @@
 -- ARGV[3]  how long (s) the settled session is kept to answer repeats
 -- ARGV[4]  overrun grace (s): billed past the call's limit before it counts as overrun
 -- ARGV[5]  1: bill at most limit + grace (the rest is overrun, unbilled); 0: bill it all
+-- ARGV[6]  the call's start (unix s) when it has no answer time (a Stop without Start)
+--
+-- A rate with periods prices the call from its answer time (lib.lua level_sched).
 --
 -- A call's limit is its grant, or its held time once it was cut (no further slice
 -- could be held and the switch was told to hang up then). A slice call that ran past
@@ -39,13 +42,14 @@ local duration = tonumber(ARGV[1])
 local holds = cjson.decode(s[2])
 local levels = cjson.decode(s[3])
 local accounts = cjson.decode(s[4])
+local scheds = schedules(levels, tonumber(s[9] or ARGV[6]))
 local granted = tonumber(s[8])
 local limit = granted
 local held = tonumber(s[11] or granted)
 if s[12] == '1' then
     limit = held
 elseif s[16] == 'slice' and duration > held then
-    limit = math.max(chain_reach(levels, accounts, holds, granted), held)
+    limit = math.max(chain_reach(levels, accounts, holds, granted, scheds), held)
 end
 local overrun = math.max(0, duration - limit - tonumber(ARGV[4]))
 local billed_duration = duration
@@ -58,7 +62,7 @@ for i = 1, #accounts do
     local cost, b = 0, 0
     if rate[1] == 1 then
         b = billed_seconds(rate, billed_duration)
-        cost = call_cost(rate, billed_duration)
+        cost = call_cost(rate, billed_duration, scheds[i])
         redis.call('HINCRBY', accounts[i], 'held', 0 - holds[i])
         redis.call('HINCRBY', accounts[i], 'bal', 0 - cost)
         add_spend(accounts[i], cost)

@@ -1,0 +1,205 @@
+"""Peak/off-peak rates on a real Redis (one server and a cluster): the grant counts the
+change of price, a call is billed split at the boundary exactly as an independent
+second-by-second pricing says, and no grant mode lets a level go below its credit
+limit whenever within the setup window the call is answered."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.balance.service import Balance
+from gateway.balance.store import ANSWER_SKEW_S, SessionRef
+from gateway.balance.types import CallEnd, Grant
+from gateway.config import BalanceConfig
+from gateway.core.reasons import Refusal
+from gateway.rating.billing import billed_seconds, grant_seconds
+from gateway.rating.chain import Chain, Level
+from gateway.rating.periods import Periods, parse_periods, segments
+from gateway.rating.rates import Rate
+from gateway.rating.rounding import EXACT, Rounding
+from gateway.rating.schedule import worst_case
+from tests import factories
+from tests.conftest import MakeBalance
+
+# Peak Mon-Fri 08:00-18:00 in Paris at 0.12 with a 0.05 connect fee; off-peak 0.06.
+PARIS = "Europe/Paris"
+PEAK = Periods(parse_periods("mon-fri 08:00-18:00 0.12 0.05"), PARIS)
+CUSTOMER_RATE = Rate("33", "France", 60_000, 0, 1, 1, periods=PEAK)
+# Thursday 3 December 2026, 07:55 in Paris: five minutes before the peak.
+BEFORE_PEAK = int(datetime(2026, 12, 3, 7, 55, tzinfo=ZoneInfo(PARIS)).timestamp())
+SETUP_S = 120
+_examples = itertools.count()
+
+
+def reference_cost(rate: Rate, answered_at: int, seconds: int, rounding: Rounding = EXACT) -> int:
+    """The cost read straight off the periods, one billed second at a time: each at
+    the price of the period its own local time falls in, the fee of the start's."""
+    assert rate.periods is not None
+    zone = ZoneInfo(rate.periods.zone)
+
+    def price_at(t: int) -> tuple[int, int]:
+        local = datetime.fromtimestamp(t, zone)
+        minute = local.hour * 60 + local.minute
+        for p in rate.periods.items:  # type: ignore[union-attr]
+            if local.weekday() in p.days and p.start_min <= minute < p.end_min:
+                fee = (
+                    rate.connect_fee_micros
+                    if p.connect_fee_micros is None
+                    else p.connect_fee_micros
+                )
+                return p.price_per_min_micros, fee
+        return rate.price_per_min_micros, rate.connect_fee_micros
+
+    billed = billed_seconds(rate, seconds)
+    if billed == 0:
+        return 0
+    weight = sum(price_at(answered_at + x)[0] for x in range(billed))
+    return rounding.apply(price_at(answered_at)[1] + -(-weight // 60))
+
+
+async def _chain(
+    db_pool: asyncpg.Pool, balance: Balance, customer: int, rounding: Rounding
+) -> Chain:
+    async with db_pool.acquire() as conn:
+        tree = await factories.tree(
+            conn, customer_balance=customer, sub_balance=10**9, top_balance=10**9
+        )
+    chain = Chain(
+        tree.top,
+        (
+            Level(tree.customer, True, CUSTOMER_RATE, rounding=rounding),
+            # Per-second agents: a slice call can then hold up to any grant.
+            Level(tree.sub, True, factories.rate(40_000, 1, 1)),
+            Level(tree.top, True, factories.rate(30_000, 1, 1)),
+        ),
+    )
+    await balance.mirror.load(chain.account_ids)
+    return chain
+
+
+async def _customer(balance: Balance, chain: Chain) -> dict[str, int]:
+    raw = await balance.pipeliner.client.hgetall(
+        balance.store.keys.account(chain.root_id, chain.account_ids[0])
+    )
+    return {k.decode(): int(v) for k, v in raw.items() if k != b"st"}
+
+
+@pytest.mark.parametrize("mode", ["whole", "slice"])
+async def test_a_call_five_minutes_before_peak_is_granted_for_the_peak(
+    make_balance: MakeBalance, db_pool: asyncpg.Pool, mode: str
+) -> None:
+    config = BalanceConfig(max_call_s=7200, setup_timeout_s=SETUP_S, slice_min_s=60, slice_s=300)
+    balance = await make_balance(config)
+    chain = await _chain(db_pool, balance, 1_200_000, EXACT)  # 20 minutes off-peak
+    ref = SessionRef(chain.root_id, f"peak-{mode}")
+    grant = await balance.store.reserve(
+        ref, chain, factories.meta(ref.session_key), BEFORE_PEAK, slice_mode=mode == "slice"
+    )
+    assert isinstance(grant, Grant)
+    # Answered as late as the setup window allows, peak starts 3 minutes in: 0.18
+    # off-peak, then 1.02 at 0.12 is 510 s. Never the 1200 s all-off-peak would give.
+    assert grant.granted_s == 180 + 510
+    # Answered at the last moment and run to the grant: billed split at 08:00.
+    answered = BEFORE_PEAK + SETUP_S
+    await balance.store.answered(ref, answered)
+    now = answered
+    while mode == "slice" and now < answered + grant.granted_s:
+        now += 5
+        await balance.store.extend(ref, False, now, now - answered)
+    settled = await balance.store.settle(ref, grant.granted_s, CallEnd(disconnect_at=now))
+    assert settled.costs_micros[0] == reference_cost(CUSTOMER_RATE, answered, grant.granted_s)
+    assert settled.costs_micros[0] == 180 * 1_000 + 510 * 2_000 == 1_200_000
+    customer = await _customer(balance, chain)
+    assert (customer["bal"], customer["held"]) == (0, 0)
+
+
+async def test_reserve_grants_the_worst_case_of_the_setup_window(
+    make_balance: MakeBalance, db_pool: asyncpg.Pool
+) -> None:
+    balance = await make_balance(BalanceConfig(max_call_s=7200, setup_timeout_s=SETUP_S))
+    chain = await _chain(db_pool, balance, 900_000, Rounding(2, "up"))
+    for minutes_before in (30, 5, 2, 0):
+        now = BEFORE_PEAK + 300 - 60 * minutes_before
+        ref = SessionRef(chain.root_id, f"w{minutes_before}")
+        grant = await balance.store.reserve(ref, chain, factories.meta(ref.session_key), now)
+        assert isinstance(grant, Grant)
+        segs = segments(PEAK, 60_000, 0, now - ANSWER_SKEW_S, now + SETUP_S + 7200)
+        worst = worst_case(segs, now - ANSWER_SKEW_S, now + SETUP_S)
+        pricing = [(worst, Rounding(2, "up")), (None, EXACT), (None, EXACT)]
+        levels = [(level.rate, 900_000) for level in chain.levels]
+        assert grant.granted_s == grant_seconds(levels, 7200, pricing)
+        assert grant.holds_micros[0] <= 900_000 and grant.holds_micros[0] % 10_000 == 0
+        await balance.store.release(ref)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    money=st.integers(50_000, 3_000_000),
+    starts=st.lists(st.integers(-900, 900), min_size=1, max_size=5),
+    delays=st.lists(st.integers(-ANSWER_SKEW_S, SETUP_S), min_size=5, max_size=5),
+    durations=st.lists(st.integers(0, 3000), min_size=5, max_size=5),
+    slice_mode=st.booleans(),
+    rounding=st.sampled_from([EXACT, Rounding(4, "up"), Rounding(3, "half_up")]),
+)
+async def test_no_overdraft_and_every_cdr_is_the_reference_split(
+    make_balance: MakeBalance,
+    db_pool: asyncpg.Pool,
+    money: int,
+    starts: list[int],
+    delays: list[int],
+    durations: list[int],
+    slice_mode: bool,
+    rounding: Rounding,
+) -> None:
+    n = next(_examples)
+    config = BalanceConfig(max_call_s=3600, setup_timeout_s=SETUP_S, slice_min_s=60, slice_s=120)
+    balance = await make_balance(config)
+    chain = await _chain(db_pool, balance, money, rounding)
+    # Concurrent calls authorized around the peak's start, each answered somewhere in
+    # its setup window and ended after a random time (capped at what it could hold).
+    refs = [SessionRef(chain.root_id, f"p{n}-{i}") for i in range(len(starts))]
+    grants = await asyncio.gather(
+        *(
+            balance.store.reserve(
+                ref,
+                chain,
+                factories.meta(ref.session_key),
+                BEFORE_PEAK + 300 + start,
+                slice_mode=slice_mode,
+            )
+            for ref, start in zip(refs, starts, strict=True)
+        )
+    )
+    for i, (ref, grant) in enumerate(zip(refs, grants, strict=True)):
+        if isinstance(grant, Refusal):
+            continue
+        answered = BEFORE_PEAK + 300 + starts[i] + delays[i]
+        await balance.store.answered(ref, answered)
+        duration = durations[i]
+        for elapsed in range(0, duration, 30):
+            await balance.store.extend(ref, False, answered + elapsed, elapsed)
+            customer = await _customer(balance, chain)
+            assert customer["bal"] - customer["held"] >= 0  # available never below 0
+        settled = await balance.store.settle(
+            ref, duration, CallEnd(disconnect_at=answered + duration)
+        )
+        billed_duration = duration - settled.overrun_s
+        assert settled.costs_micros[0] == reference_cost(
+            CUSTOMER_RATE, answered, billed_duration, rounding
+        )
+        customer = await _customer(balance, chain)
+        assert customer["bal"] >= 0, (i, customer, grant)
+    customer = await _customer(balance, chain)
+    assert (customer["held"], customer["calls"]) == (0, 0)
