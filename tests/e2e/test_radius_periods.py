@@ -33,9 +33,9 @@ async def _peak_loaded(gateway: Gateway, group: int) -> None:
     for _ in range(100):
         table = rates.index.get(group)
         rate = None if table is None else next(iter(table), None)
-        if rate is not None and rate.periods is not None and table is not None:
-            if table.rounding.decimals == 4:
-                return
+        loaded = rate is not None and rate.periods is not None
+        if loaded and table is not None and table.rounding.decimals == 4:  # both changes in
+            return
         await asyncio.sleep(0.02)
     pytest.fail("the gateway did not load the periods within 2 s")
 
