@@ -203,3 +203,28 @@ async def test_no_overdraft_and_every_cdr_is_the_reference_split(
         assert customer["bal"] >= 0, (i, customer, grant)
     customer = await _customer(balance, chain)
     assert (customer["held"], customer["calls"]) == (0, 0)
+
+
+async def test_a_stop_without_reservation_is_split_from_its_connect_time(
+    make_balance: MakeBalance, db_pool: asyncpg.Pool
+) -> None:
+    balance = await make_balance(BalanceConfig(max_call_s=7200, setup_timeout_s=SETUP_S))
+    chain = await _chain(db_pool, balance, 5_000_000, Rounding(4, "half_up"))
+    connected = BEFORE_PEAK + 100
+    for i, end in enumerate(
+        (
+            CallEnd(disconnect_at=connected + 700, connect_at=connected),  # the switch says
+            CallEnd(disconnect_at=connected + 700),  # its end less its duration
+        )
+    ):
+        ref = SessionRef(chain.root_id, f"stop-only-{i}")
+        charged = await balance.store.charge(ref, chain, factories.meta(ref.session_key), 700, end)
+        expected = reference_cost(CUSTOMER_RATE, connected, 700, Rounding(4, "half_up"))
+        assert charged.costs_micros[0] == expected == 200 * 1_000 + 500 * 2_000
+    # A call settled after its Start is priced from the Start's answer time.
+    ref = SessionRef(chain.root_id, "late-start")
+    grant = await balance.store.reserve(ref, chain, factories.meta("late-start"), BEFORE_PEAK)
+    assert isinstance(grant, Grant)
+    await balance.store.answered(ref, BEFORE_PEAK + 300)  # at 08:00: all peak, peak fee
+    settled = await balance.store.settle(ref, 60, CallEnd(disconnect_at=BEFORE_PEAK + 360))
+    assert settled.costs_micros[0] == 50_000 + 120_000
