@@ -18,10 +18,11 @@ period stays at 08:00 local across daylight-saving changes.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from gateway.rating.money import format_money, parse_money
 
@@ -82,14 +83,21 @@ class Periods:
         return format_periods(self.items)
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    # Only names of the zone database: ZoneInfo alone also opens folders and files
+    # that are not zones ("America", "posixrules"), with errors of its own.
+    return frozenset(available_timezones()) | {"UTC"}
+
+
 def zone_info(name: str) -> ZoneInfo:
     """The IANA zone ``name``; ``ValueError`` naming it when it does not exist."""
+    if name not in _zone_names():
+        raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Paris)")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {name!r} (an IANA name such as Europe/Paris)"
-        ) from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"time zone {name!r} cannot be read") from None
 
 
 # -- text form ---------------------------------------------------------------------

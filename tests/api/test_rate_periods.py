@@ -60,6 +60,8 @@ async def test_group_time_zone_and_rounding(api: httpx.AsyncClient, world: World
     assert changed.json()["cost_decimals"] == 4  # untouched
     for patch, field in (
         ({"time_zone": "Mars/Olympus_Mons"}, "time_zone"),
+        ({"time_zone": "America"}, "time_zone"),  # a folder of the zone database
+        ({"time_zone": "../../etc/passwd"}, "time_zone"),
         ({"time_zone": ""}, "time_zone"),
         ({"cost_decimals": 7}, "cost_decimals"),
         ({"cost_rounding": "down"}, "cost_rounding"),

@@ -42,6 +42,7 @@ def test_text_round_trips_and_reads_days() -> None:
         ("mon 08:00-09:00 0.1234567", "UTC", "6 decimals"),
         ("mon-fri 08:00-18:00 0.1; fri 17:00-19:00 0.2", "UTC", "overlap"),
         ("mon 08:00-09:00 0.1", "Mars/Olympus", "unknown time zone"),
+        ("mon 08:00-09:00 0.1", "America", "unknown time zone"),
         ("peak 0.1", "UTC", "bad period"),
     ],
 )
