@@ -105,6 +105,13 @@ class Rate:
         object.__setattr__(self, "effective_from", start)
         object.__setattr__(self, "effective_to", end)
 
+    @property
+    def dearest_price_micros(self) -> int:
+        """The highest price per minute a call at this rate may meet (periods too)."""
+        if self.periods is None:
+            return self.price_per_min_micros
+        return max(self.price_per_min_micros, *(p.price_per_min_micros for p in self.periods.items))
+
     def in_force(self, at: datetime) -> bool:
         """Return whether this rate applies at instant ``at``.
 
