@@ -62,12 +62,18 @@ local function level_sched(rate, answered_at)
     return S
 end
 
+-- Shared by every chain without periods (read only): no table made per call.
+local NO_SCHEDULES = {}
+
 local function schedules(levels, answered_at)
-    local out = {}
+    local out = nil
     for i = 1, #levels do
-        out[i] = level_sched(levels[i], answered_at) or false
+        if levels[i][10] ~= nil then
+            out = out or {}
+            out[i] = level_sched(levels[i], answered_at)
+        end
     end
-    return out
+    return out or NO_SCHEDULES
 end
 
 -- Sum over the seconds [0, b) of their price per minute.
@@ -147,6 +153,9 @@ local function charge(rate, billed, S)
     if S then
         return round_cost(rate, S[1] + ceil_div(sched_weight(S, billed), 60))
     end
+    if rate[8] == nil then  -- exact and one price: the common case, kept short
+        return rate[3] + ceil_div(billed * rate[2], 60)
+    end
     return round_cost(rate, rate[3] + ceil_div(billed * rate[2], 60))
 end
 
@@ -177,7 +186,10 @@ local function largest_affordable(rate, available, S)
     if charge(rate, floor_billed, S) > available then
         return free_upto
     end
-    local budget = cost_budget(rate, available)
+    local budget = available
+    if rate[8] ~= nil then
+        budget = cost_budget(rate, available)
+    end
     if S then
         local reach = sched_reach(S, 60 * (budget - S[1]))
         if reach < 0 then
