@@ -101,20 +101,26 @@ class BalanceStore:
         *,
         slice_mode: bool = False,
         links: tuple[tuple[str, int], ...] = (),
+        answered_at: float | None = None,
     ) -> Grant | Refusal:
         """Hold the call's money on every level at once, or refuse naming who and why.
 
         ``slice_mode`` holds a first slice of the grant instead of all of it;
         ``links`` (link set key, lifetime) make the hold provisional: an accounting
-        request finds it through them (``adopt``). Raises ``NotLoaded`` when an
-        account is not mirrored yet.
+        request finds it through them (``adopt``). ``answered_at``: the call is
+        already answered then (a hold made at its Start or Interim), so rates with
+        periods are priced from that moment rather than for a setup window. Raises
+        ``NotLoaded`` when an account is not mirrored yet.
         """
         session, due = self._session_keys(ref)
         accounts = tuple(self.keys.account(chain.root_id, a) for a in chain.account_ids)
         config = self.config
         moment = int(time.time() if now is None else now)
         levels = chain.script_levels
-        if chain.timed:  # periods: priced for whenever within the setup window it answers
+        if chain.timed and answered_at is not None:
+            answer = int(answered_at)
+            levels = chain.levels_from(answer, answer, config.max_call_s + SCHEDULE_MARGIN_S)
+        elif chain.timed:  # periods: priced for whenever within the setup window it answers
             levels = chain.levels_from(
                 moment - ANSWER_SKEW_S,
                 moment + config.setup_timeout_s,

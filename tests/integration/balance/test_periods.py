@@ -228,3 +228,35 @@ async def test_a_stop_without_reservation_is_split_from_its_connect_time(
     await balance.store.answered(ref, BEFORE_PEAK + 300)  # at 08:00: all peak, peak fee
     settled = await balance.store.settle(ref, 60, CallEnd(disconnect_at=BEFORE_PEAK + 360))
     assert settled.costs_micros[0] == 50_000 + 120_000
+
+
+@pytest.mark.parametrize("mode", ["whole", "slice"])
+async def test_a_hold_made_for_an_answered_call_is_priced_from_its_answer(
+    make_balance: MakeBalance, db_pool: asyncpg.Pool, mode: str
+) -> None:
+    # An Interim finds no hold (say Redis lost it): the call, answered 10 minutes
+    # before the peak, is reserved again at 08:01. Its grant counts from the answer:
+    # 10 min off-peak (0.60), then 0.60 at 0.12 is 300 s: 900 s, no setup window.
+    balance = await make_balance(
+        BalanceConfig(max_call_s=7200, setup_timeout_s=SETUP_S, slice_min_s=60, slice_s=300)
+    )
+    chain = await _chain(db_pool, balance, 1_200_000, EXACT)
+    answered = BEFORE_PEAK + 300 - 600
+    ref = SessionRef(chain.root_id, f"recovered-{mode}")
+    grant = await balance.store.reserve(
+        ref,
+        chain,
+        factories.meta(ref.session_key),
+        BEFORE_PEAK + 360,
+        slice_mode=mode == "slice",
+        answered_at=answered,
+    )
+    assert isinstance(grant, Grant) and grant.granted_s == 600 + 300
+    await balance.store.answered(ref, answered)
+    now = BEFORE_PEAK + 360
+    while mode == "slice" and now < answered + grant.granted_s:
+        now += 5
+        await balance.store.extend(ref, False, now, now - answered)
+    settled = await balance.store.settle(ref, 900, CallEnd(disconnect_at=answered + 900))
+    assert settled.costs_micros[0] == reference_cost(CUSTOMER_RATE, answered, 900) == 1_200_000
+    assert (await _customer(balance, chain))["bal"] == 0
