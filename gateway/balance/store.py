@@ -29,6 +29,15 @@ ANSWER_SKEW_S = 60
 SCHEDULE_MARGIN_S = 86_400
 
 
+def _millis(end: CallEnd, duration_s: int) -> int:
+    """The call's length in ms for the scripts; -1 when unknown, or when it is not
+    within a second of the seconds reported (then the seconds are what counts)."""
+    ms = end.duration_ms
+    if ms is None or ms < 0 or abs(ms - duration_s * 1000) >= 1000:
+        return -1
+    return ms
+
+
 def _started(end: CallEnd, duration_s: int) -> float:
     """When a call with no answer time on record started: as the switch says, or
     its end less its duration."""
@@ -318,6 +327,7 @@ class BalanceStore:
                 self.config.overrun_grace_s,
                 1 if overrun_cap else 0,
                 int(_started(end, duration_s)),
+                _millis(end, duration_s),
             ),
         )
         if int(ok) != 1:
@@ -363,6 +373,7 @@ class BalanceStore:
                 end.to_json(),
                 self.config.ended_retention_s,
                 started,
+                _millis(end, max(duration_s, 0)),
             ),
         )
         code_text = _text(code)

@@ -95,7 +95,7 @@ def _epoch_us(column: str) -> str:
 
 _RATE_COLUMNS = f"""prefix, destination, price_per_min_micros, connect_fee_micros,
     first_increment_s, next_increment_s, min_duration_s, grace_s,
-    {_epoch_us("effective_from")}, {_epoch_us("effective_to")}, periods"""
+    {_epoch_us("effective_from")}, {_epoch_us("effective_to")}, periods, next_increment_ms"""
 _COPY_TABLES = f"""
 SELECT rate_group_id, {_RATE_COLUMNS} FROM rates
 WHERE $1::bigint[] IS NULL OR rate_group_id = ANY($1::bigint[])
@@ -135,7 +135,7 @@ _UTC_PERIODS = _PeriodsReader("UTC")
 
 def _parse_rate(cells: Sequence[str], periods: _PeriodsReader = _UTC_PERIODS) -> Rate:
     """One CSV row of ``_RATE_COLUMNS`` as a Rate (the schema already checked it)."""
-    prefix, destination, price, fee, first, step, minimum, grace, start, end, timed = cells
+    prefix, destination, price, fee, first, step, minimum, grace, start, end, timed, ms = cells
     return Rate(
         prefix,
         destination,
@@ -148,6 +148,7 @@ def _parse_rate(cells: Sequence[str], periods: _PeriodsReader = _UTC_PERIODS) ->
         _instant(start),
         _instant(end),
         periods(timed) if timed else None,
+        int(ms) if ms else None,
     )
 
 
@@ -309,7 +310,8 @@ _STAGING_COLUMNS = """
     grace_s                 integer NOT NULL,
     effective_from          timestamptz,
     effective_to            timestamptz,
-    periods                 text NOT NULL
+    periods                 text NOT NULL,
+    next_increment_ms       integer
 """
 _CREATE_STAGING = (
     f"CREATE TEMP TABLE rates_import ({_STAGING_COLUMNS}) ON COMMIT DROP;"
@@ -340,6 +342,7 @@ VALUE_COLUMNS = (
     "grace_s",
     "effective_to",
     "periods",
+    "next_increment_ms",
 )
 
 # A rate equal to the stored one is not rewritten (no new row version, no dead
@@ -441,6 +444,7 @@ class _Parser:
                     start,
                     item.effective_to,
                     "" if item.periods is None else item.periods.text(),
+                    item.next_increment_ms,
                 )
             )
             if len(batch) >= IMPORT_BATCH_ROWS:

@@ -192,3 +192,44 @@ def slice_seconds(rates: Sequence[Rate | None], slice_s: int, cap_s: int) -> int
         if rate is not None:
             cover = min(cover, _boundary_at_or_above(rate, slice_s))
     return cover
+
+
+# -- milliseconds -----------------------------------------------------------------
+#
+# A rate with ``next_increment_ms`` bills a call whose length is known to the
+# millisecond (the switch's h323 connect and disconnect times) on those increments;
+# the first increment, minimum and grace stay whole seconds. For a whole number of
+# seconds ``s`` the result is ``billed_seconds(rate, s) * 1000`` (the step divides a
+# second, and next_increment_s is 1), so grants and holds, reckoned in seconds, cover
+# it: ``cost_ms(rate, d) <= cost(rate, ceil(d / 1000))``.
+
+_MS_PER_MINUTE = 60_000
+
+
+def billed_ms(rate: Rate, duration_ms: int) -> int:
+    """The milliseconds charged for a call of ``duration_ms`` (see ``billed_seconds``)."""
+    if duration_ms <= 0 or duration_ms <= rate.grace_s * 1000:
+        return 0
+    length = max(duration_ms, rate.min_duration_s * 1000)
+    first = rate.first_increment_s * 1000
+    if length <= first:
+        return first
+    step = rate.next_increment_ms or rate.next_increment_s * 1000
+    return first + _ceil_div(length - first, step) * step
+
+
+def cost_ms(
+    rate: Rate, duration_ms: int, schedule: Schedule | None = None, rounding: Rounding = EXACT
+) -> int:
+    """``cost`` for a call of ``duration_ms``: each billed millisecond at its price,
+    ``fee + ceil(sum / 60000)``, then rounded."""
+    billed = billed_ms(rate, duration_ms)
+    if billed == 0:
+        return 0
+    if schedule is None:
+        raw = rate.connect_fee_micros + _ceil_div(
+            billed * rate.price_per_min_micros, _MS_PER_MINUTE
+        )
+    else:
+        raw = schedule.fee + _ceil_div(schedule.weight_ms(billed), _MS_PER_MINUTE)
+    return raw if rounding.exact else rounding.apply(raw)

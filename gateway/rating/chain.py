@@ -72,8 +72,10 @@ class Level:
             r.min_duration_s,
             r.grace_s,
         ]
-        if not self.rounding.exact or r.periods is not None:
+        if not self.rounding.exact or r.periods is not None or r.next_increment_ms:
             out += (self.rounding.quantum, 1 if self.rounding.mode == "half_up" else 0)
+        if r.next_increment_ms:  # schedules (10, 11) come with the call's time
+            out += (False, False, r.next_increment_ms)
         return out
 
     def timed_rate(self, earliest: int, latest: int, horizon_s: int) -> list[Any]:
@@ -91,7 +93,8 @@ class Level:
             latest + horizon_s,
         )
         flat = [x for seg in segs for x in seg]
-        return [*out, worst_case(segs, earliest, latest).script(), flat]
+        schedules = [worst_case(segs, earliest, latest).script(), flat]
+        return [*out[:9], *schedules, *out[11:]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,9 @@ class Rate:
     effective_to: datetime | None = None
     # Time-of-day/weekday prices (peak, off-peak...); None: one price at all times.
     periods: Periods | None = None
+    # Sub-second increments after the first (a divisor of 1000 ms; next_increment_s
+    # must then be 1): a call whose switch reports milliseconds is billed on them.
+    next_increment_ms: int | None = None
 
     def __post_init__(self) -> None:
         if type(self.prefix) is not str:
@@ -90,6 +93,15 @@ class Rate:
             _require_int("next_increment_s", step, 1)
             _require_int("min_duration_s", minimum, 0)
             _require_int("grace_s", grace, 0)
+        step_ms = self.next_increment_ms
+        if step_ms is not None and (
+            type(step_ms) is not int or step_ms < 1 or 1000 % step_ms or step_ms == 1000
+        ):
+            raise ValueError(f"next_increment_ms must divide 1000 and be below it, got {step_ms!r}")
+        if step_ms is not None and step != 1:
+            # Whole-second grants and holds then see a 1 s step, which covers any
+            # sub-second billing of the same seconds (gateway/rating/billing.py).
+            raise ValueError("next_increment_ms needs next_increment_s = 1")
         if self.periods is not None and not isinstance(self.periods, Periods):
             raise TypeError(f"periods must be Periods or None, got {type(self.periods).__name__}")
         if self.effective_from is None and self.effective_to is None:

@@ -48,6 +48,19 @@ class Schedule:
             total += (end - start) * prices[i]
         return total
 
+    def weight_ms(self, billed_ms: int) -> int:
+        """``weight`` per millisecond: the sum over ms [0, billed_ms) of their price."""
+        total = 0
+        offsets, prices = self.offsets, self.prices
+        last = len(offsets) - 1
+        for i, start in enumerate(offsets):
+            start_ms = start * 1000
+            if start_ms >= billed_ms:
+                break
+            end = billed_ms if i == last else min(billed_ms, offsets[i + 1] * 1000)
+            total += (end - start_ms) * prices[i]
+        return total
+
     def reach(self, budget: int) -> int | None:
         """The largest ``s >= 0`` with ``weight(s) <= budget`` (>= 0); None: no end."""
         spent = 0

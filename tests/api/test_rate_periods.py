@@ -146,3 +146,32 @@ async def test_periods_by_json_and_csv_reach_the_rating_index(
     assert (rate.periods.zone, rate.periods.text()) == ("Europe/Paris", PEAK)
     plain = table.lookup("4512345", datetime.now(UTC))
     assert plain is not None and plain.periods is None
+
+
+async def test_sub_second_increments_by_api(api: httpx.AsyncClient, world: World) -> None:
+    auth = await headers(api, world, "admin")
+    made = await api.post(f"{V1}/rate-groups", json={"name": _name(world)}, headers=auth)
+    url = f"{V1}/rate-groups/{made.json()['id']}/rates"
+    base = {"prefix": "44", "price_per_min_micros": 60_000, "first_increment_s": 1}
+    created = await api.post(
+        url, json={**base, "next_increment_s": 1, "next_increment_ms": 100}, headers=auth
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["next_increment_ms"] == 100
+    for body, field in (
+        (
+            {**base, "prefix": "45", "next_increment_s": 1, "next_increment_ms": 300},
+            "next_increment_ms",
+        ),
+        ({**base, "prefix": "45", "next_increment_ms": 1000}, "next_increment_ms"),
+        (
+            {**base, "prefix": "45", "next_increment_s": 6, "next_increment_ms": 100},
+            "next_increment_s",
+        ),
+    ):
+        reply = await api.post(url, json=body, headers=auth)
+        assert (field,) in {e[-1:] for e in _errors(reply)}, (body, reply.text)
+    cleared = await api.patch(
+        f"{url}/{created.json()['id']}", json={"next_increment_ms": None}, headers=auth
+    )
+    assert cleared.status_code == 200 and cleared.json()["next_increment_ms"] is None

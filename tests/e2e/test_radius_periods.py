@@ -93,3 +93,55 @@ async def test_a_call_into_the_peak_is_billed_split_at_its_start(gateway: Gatewa
     assert list(cdr["cost_per_level_micros"]) == [customer, agent]  # type: ignore[call-overload]
     assert cdr["duration_s"] == duration and list(cdr["billed_s_per_level"]) == [billed, billed]  # type: ignore[call-overload]
     assert customer != -(-billed * OFF_PEAK // 60)  # not priced all off-peak
+
+
+def _cisco_ms(moment: float) -> str:
+    t = datetime.fromtimestamp(int(moment), UTC)
+    ms = round((moment - int(moment)) * 1000)
+    return t.strftime(f"%H:%M:%S.{ms:03d} UTC %a %b ") + f"{t.day} {t.year}"
+
+
+async def test_sub_second_increments_bill_the_switchs_milliseconds(gateway: Gateway) -> None:
+    c = await gateway.customer(balance=10_000_000, increments=(1, 1))
+    group = await gateway.pool.fetchval(
+        "SELECT rate_group_id FROM accounts WHERE id = $1", c.account_id
+    )
+    await gateway.pool.execute(
+        "UPDATE rates SET next_increment_ms = 100 WHERE rate_group_id = $1", group
+    )
+    rates = gateway.path.rates
+    assert rates is not None
+    for _ in range(100):
+        table = rates.index.get(group)
+        if table is not None and next(iter(table)).next_increment_ms == 100:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("the gateway did not load the sub-second increments within 2 s")
+    session = f"ms-{c.account_id}"
+    code, out = await radclient(
+        gateway.auth_port,
+        "auth",
+        _call(c, session, f'User-Password = "{c.password}", Message-Authenticator = 0x00'),
+    )
+    assert code == 0 and "Access-Accept" in out, out
+    connected = time.time() - 61.5
+    hung = connected + 61.234
+    times = (
+        f'h323-connect-time = "h323-connect-time={_cisco_ms(connected)}", '
+        f'h323-disconnect-time = "h323-disconnect-time={_cisco_ms(hung)}"'
+    )
+    for status, extra in (("Start", ""), ("Stop", ", Acct-Session-Time = 61")):
+        code, out = await radclient(
+            gateway.acct_port,
+            "acct",
+            _call(c, session, f"Acct-Status-Type = {status}, {times}{extra}"),
+        )
+        assert code == 0 and "Accounting-Response" in out, (status, out)
+    await gateway.drain()
+    (cdr,) = await _cdrs(gateway, session)
+    # The customer: the first second, then tenths: 61.3 s at 0.06/min = 61,300 micros;
+    # the agent (whole seconds): 61 s at 0.03 = 30,500.
+    assert list(cdr["cost_per_level_micros"]) == [61_300, 30_500]  # type: ignore[call-overload]
+    assert list(cdr["billed_s_per_level"]) == [62, 61]  # type: ignore[call-overload]
+    assert cdr["duration_s"] == 61

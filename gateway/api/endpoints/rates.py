@@ -35,6 +35,15 @@ Decimals = Annotated[
     int, Field(ge=0, le=6, description="A call's cost per level is rounded to these decimals")
 ]
 Rounding = Annotated[Literal["up", "half_up"], Field(description="How the cost is rounded")]
+SubSecond = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=500,
+        description="Increments after the first in ms (a divisor of 1000; needs "
+        "next_increment_s = 1), for switches that report milliseconds",
+    ),
+]
 Periods = Annotated[
     str,
     Field(
@@ -111,6 +120,7 @@ class RateOut(BaseModel):
     effective_from: datetime | None = Field(description="None: in force from the beginning")
     effective_to: datetime | None = Field(description="None: no end")
     periods: str = Field(description="Time-of-day prices ('' for none)")
+    next_increment_ms: int | None = Field(description="Sub-second increments; None: seconds")
 
 
 class RatePage(BaseModel):
@@ -134,6 +144,7 @@ class RateIn(BaseModel):
     effective_from: datetime | None = Field(default=None, description="Naive means UTC")
     effective_to: datetime | None = Field(default=None, description="Must be after the start")
     periods: Periods = ""
+    next_increment_ms: SubSecond | None = None
 
 
 class RatePatch(BaseModel):
@@ -152,6 +163,7 @@ class RatePatch(BaseModel):
     effective_from: datetime | None = None
     effective_to: datetime | None = None
     periods: Periods | None = None
+    next_increment_ms: SubSecond | None = None
 
 
 class ImportOut(BaseModel):

@@ -5,7 +5,7 @@
 -- (price <= 1e9 micros/min and durations <= 1e6 s give at most 1.7e13).
 --
 -- A rate is the array {charged, price_per_min, connect_fee, first_s, next_s,
--- min_s, grace_s [, quantum, half_up [, worst, segments]]}; charged = 0 means the
+-- min_s, grace_s [, quantum, half_up [, worst, segments [, next_ms]]]}; charged = 0 means the
 -- level is capped for calls only (status, concurrency) and never billed (an agent
 -- in transfer mode). quantum (micros) and half_up (0/1) round a call's final cost
 -- (gateway/rating/rounding.py); absent: exact. A rate with periods (peak/off-peak,
@@ -18,6 +18,9 @@
 -- A schedule S is {fee, offset, price, ...}: price i from offset i (s after the
 -- answer) until the next offset. The billed time (increments) is reckoned once for
 -- the whole call and each billed second priced by S; the sum is rounded up once.
+-- worst and segments are false for a rate without periods that has next_ms: its
+-- increments after the first, in milliseconds (call_cost_ms), for a call whose
+-- switch reports milliseconds; its next_s is 1, so everything in seconds holds.
 
 local function ceil_div(a, b)
     return math.floor((a + b - 1) / b)
@@ -39,7 +42,7 @@ end
 -- (not answered yet): the worst case; else the call's own from its answer.
 local function level_sched(rate, answered_at)
     local worst = rate[10]
-    if worst == nil then
+    if not worst then
         return nil
     end
     if answered_at == nil then
@@ -68,7 +71,7 @@ local NO_SCHEDULES = {}
 local function schedules(levels, answered_at)
     local out = nil
     for i = 1, #levels do
-        if levels[i][10] ~= nil then
+        if levels[i][10] then
             out = out or {}
             out[i] = level_sched(levels[i], answered_at)
         end
@@ -172,6 +175,57 @@ local function call_cost(rate, seconds, S)
         return 0
     end
     return charge(rate, b, S)
+end
+
+-- Milliseconds (rate[12], see gateway/rating/billing.py cost_ms). Products are split
+-- at whole minutes so that every one stays below 2^53 (exact in a double).
+local function billed_ms(rate, d)
+    if d <= 0 or d <= rate[7] * 1000 then
+        return 0
+    end
+    local length = math.max(d, rate[6] * 1000)
+    local first = rate[4] * 1000
+    if length <= first then
+        return first
+    end
+    return first + ceil_div(length - first, rate[12]) * rate[12]
+end
+
+-- ceil(sum of ms x price / 60000) for ms spans {length, price, ...}: whole minutes
+-- and the remainders apart.
+local function minute_cost_ms(spans)
+    local whole, rest = 0, 0
+    for j = 1, #spans, 2 do
+        local len, p = spans[j], spans[j + 1]
+        local minutes = math.floor(len / 60000)
+        whole = whole + minutes * p
+        rest = rest + (len - minutes * 60000) * p
+    end
+    return whole + ceil_div(rest, 60000)
+end
+
+local function call_cost_ms(rate, d, S)
+    local b = billed_ms(rate, d)
+    if b == 0 then
+        return 0
+    end
+    if not S then
+        return round_cost(rate, rate[3] + minute_cost_ms({b, rate[2]}))
+    end
+    local spans, n = {}, #S
+    for j = 2, n, 2 do
+        local o = S[j] * 1000
+        if o >= b then
+            break
+        end
+        local e = b
+        if j + 2 <= n and S[j + 2] * 1000 < b then
+            e = S[j + 2] * 1000
+        end
+        spans[#spans + 1] = e - o
+        spans[#spans + 1] = S[j + 1]
+    end
+    return round_cost(rate, S[1] + minute_cost_ms(spans))
 end
 
 -- Largest affordable boundary: 0 if none, -1 if every boundary is (price 0).

@@ -11,6 +11,8 @@
 -- ARGV[4]  overrun grace (s): billed past the call's limit before it counts as overrun
 -- ARGV[5]  1: bill at most limit + grace (the rest is overrun, unbilled); 0: bill it all
 -- ARGV[6]  the call's start (unix s) when it has no answer time (a Stop without Start)
+-- ARGV[7]  the duration in ms when the switch's times tell it (within a second of
+--          ARGV[1]), -1 otherwise: rates with next_ms bill on it
 --
 -- A rate with periods prices the call from its answer time (lib.lua level_sched).
 --
@@ -56,13 +58,24 @@ local billed_duration = duration
 if ARGV[5] == '1' then
     billed_duration = duration - overrun
 end
+local duration_ms = tonumber(ARGV[7] or -1)
+if duration_ms >= 0 and ARGV[5] == '1' then
+    -- Milliseconds too are billed up to the limit (plus grace) at most.
+    duration_ms = math.min(duration_ms, (limit + tonumber(ARGV[4])) * 1000)
+end
 local costs, billed = {}, {}
 for i = 1, #accounts do
     local rate = levels[i]
     local cost, b = 0, 0
     if rate[1] == 1 then
-        b = billed_seconds(rate, billed_duration)
-        cost = call_cost(rate, billed_duration, scheds[i])
+        if rate[12] and duration_ms >= 0 then
+            local ms = billed_ms(rate, duration_ms)
+            b = ceil_div(ms, 1000)
+            cost = call_cost_ms(rate, duration_ms, scheds[i])
+        else
+            b = billed_seconds(rate, billed_duration)
+            cost = call_cost(rate, billed_duration, scheds[i])
+        end
         redis.call('HINCRBY', accounts[i], 'held', 0 - holds[i])
         redis.call('HINCRBY', accounts[i], 'bal', 0 - cost)
         add_spend(accounts[i], cost)

@@ -1,4 +1,5 @@
--- 0015: time-of-day/weekday rates and the rounding of a call's cost.
+-- 0015: time-of-day/weekday rates, the rounding of a call's cost, and sub-second
+-- increments.
 --
 -- A rate group reads its rates' periods in its own time zone (an IANA name, checked
 -- by the application against its zone database) and rounds each call's final cost
@@ -15,4 +16,10 @@ ALTER TABLE rate_groups
         CHECK (cost_rounding IN ('up', 'half_up'));
 
 ALTER TABLE rates
-    ADD COLUMN periods text NOT NULL DEFAULT '' CHECK (length(periods) <= 1000);
+    ADD COLUMN periods text NOT NULL DEFAULT '' CHECK (length(periods) <= 1000),
+    -- Sub-second increments after the first (a divisor of a second); NULL: whole
+    -- seconds (next_increment_s). Needs next_increment_s = 1.
+    ADD COLUMN next_increment_ms integer
+        CHECK (next_increment_ms IS NULL
+               OR (next_increment_ms BETWEEN 1 AND 500 AND 1000 % next_increment_ms = 0
+                   AND next_increment_s = 1));

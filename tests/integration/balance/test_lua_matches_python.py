@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from importlib import resources
 
 import pytest
@@ -11,7 +12,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.rating.billing import cost, max_seconds
+from gateway.rating.billing import billed_ms, cost, cost_ms, max_seconds
 from gateway.rating.rates import Rate
 from gateway.rating.rounding import Rounding
 from gateway.rating.schedule import from_start, worst_case
@@ -151,5 +152,61 @@ def test_lua_equals_python_with_periods_and_rounding(
             [cost(r, seconds, schedule, rnd), max_seconds(r, available, cap, schedule, rnd)]
         )
     got = json.loads(client.eval(lib + _TIMED_PROBE, 0, json.dumps(payload)))  # type: ignore[no-untyped-call]
+    for case_, want, have in zip(cases, expected, got, strict=True):
+        assert have == want, case_
+
+
+# -- milliseconds --------------------------------------------------------------------
+
+_MS_PROBE = """
+local cases = cjson.decode(ARGV[1])
+local out = {}
+for i, c in ipairs(cases) do
+    local r = c[1]
+    local at = c[3]
+    if at < 0 then
+        at = nil
+    end
+    out[i] = {call_cost_ms(r, c[2], level_sched(r, at)), billed_ms(r, c[2])}
+end
+return cjson.encode(out)
+"""
+
+ms_case = st.tuples(
+    rates.map(lambda r: replace(r, next_increment_s=1)),
+    st.sampled_from([1, 10, 100, 125, 500]),
+    st.one_of(st.none(), segment_lists),
+    roundings,
+    st.one_of(st.integers(-5, 20_000), st.integers(0, 90_000_000)),  # ms
+    st.integers(1_699_999_000, 1_700_004_000),  # answer
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(ms_case, min_size=1, max_size=40))
+def test_lua_equals_python_in_milliseconds(
+    probe: tuple[redis.Redis, str],
+    cases: list[tuple[Rate, int, list[tuple[int, int, int]] | None, Rounding, int, int]],
+) -> None:
+    client, script = probe
+    lib = script[: -len(_PROBE)]
+    payload, expected = [], []
+    for r, step_ms, parts, rnd, ms, answer in cases:
+        rate = replace(r, next_increment_ms=step_ms)
+        mode = 1 if rnd.mode == "half_up" else 0
+        schedule = None
+        if parts is None:
+            lua_rate = [*_lua_rate(rate), rnd.quantum, mode, False, False, step_ms]
+        else:
+            segs = _segments(parts)
+            worst = worst_case(segs, 1_700_000_000, 1_700_000_600)
+            flat = [x for seg in segs for x in seg]
+            lua_rate = [*_lua_rate(rate), rnd.quantum, mode, worst.script(), flat, step_ms]
+            schedule = from_start(segs, answer)
+        payload.append([lua_rate, ms, answer if parts is not None else -1])
+        expected.append([cost_ms(rate, ms, schedule, rnd), billed_ms(rate, ms)])
+    got = json.loads(client.eval(lib + _MS_PROBE, 0, json.dumps(payload)))  # type: ignore[no-untyped-call]
     for case_, want, have in zip(cases, expected, got, strict=True):
         assert have == want, case_

@@ -260,3 +260,46 @@ async def test_a_hold_made_for_an_answered_call_is_priced_from_its_answer(
     settled = await balance.store.settle(ref, 900, CallEnd(disconnect_at=answered + 900))
     assert settled.costs_micros[0] == reference_cost(CUSTOMER_RATE, answered, 900) == 1_200_000
     assert (await _customer(balance, chain))["bal"] == 0
+
+
+async def test_sub_second_increments_bill_the_milliseconds_up_to_the_limit(
+    make_balance: MakeBalance, db_pool: asyncpg.Pool
+) -> None:
+    balance = await make_balance(BalanceConfig(max_call_s=7200, setup_timeout_s=SETUP_S))
+    async with db_pool.acquire() as conn:
+        tree = await factories.tree(
+            conn, customer_balance=90_500, sub_balance=10**9, top_balance=10**9
+        )
+    tenths = Rate("44", "UK", 60_000, 0, 1, 1, next_increment_ms=100)  # 1 micro per ms
+    chain = Chain(
+        tree.top,
+        (
+            Level(tree.customer, True, tenths),
+            Level(tree.sub, True, factories.rate(40_000, 1, 1)),
+            Level(tree.top, True, factories.rate(30_000, 1, 1)),
+        ),
+    )
+    await balance.mirror.load(chain.account_ids)
+    now = BEFORE_PEAK
+    # Times that disagree with the seconds reported by a second or more are ignored.
+    ref = SessionRef(chain.root_id, "ms-3")
+    assert isinstance(await balance.store.reserve(ref, chain, factories.meta("ms-3"), now), Grant)
+    settled = await balance.store.settle(ref, 0, CallEnd(disconnect_at=now, duration_ms=5_000))
+    assert settled.costs_micros[0] == 0
+    # 61.234 s: billed 61.3 s at the customer, whole seconds above it.
+    ref = SessionRef(chain.root_id, "ms-1")
+    assert isinstance(await balance.store.reserve(ref, chain, factories.meta("ms-1"), now), Grant)
+    await balance.store.answered(ref, now)
+    end = CallEnd(disconnect_at=now + 61.234, connect_at=now, duration_ms=61_234)
+    settled = await balance.store.settle(ref, 61, end)
+    assert settled.costs_micros == (61_300, 61 * 40_000 // 60 + 1, 61 * 30_000 // 60)
+    # Granted 29 s (29.2 left), the switch ends it at 29.95 s: billed up to the grant.
+    ref = SessionRef(chain.root_id, "ms-2")
+    grant = await balance.store.reserve(ref, chain, factories.meta("ms-2"), now)
+    assert isinstance(grant, Grant) and grant.granted_s == 29
+    await balance.store.answered(ref, now)
+    end = CallEnd(disconnect_at=now + 29.95, connect_at=now, duration_ms=29_950)
+    settled = await balance.store.settle(ref, 29, end)
+    assert settled.costs_micros[0] == 29_000
+    customer = await _customer(balance, chain)
+    assert customer["bal"] == 90_500 - 61_300 - 29_000 >= 0

@@ -10,7 +10,7 @@ from gateway.rating import COLUMNS, Rate, RowError, iter_rows, read_rates, write
 
 from .strategies import rates
 
-HEADER = ",".join(COLUMNS[:-1])  # every column but periods (tested on its own)
+HEADER = ",".join(COLUMNS[:-2])  # all but periods and next_increment_ms (tested apart)
 
 
 def lines(*rows: str) -> list[str]:
@@ -229,9 +229,9 @@ def test_write_rates_format() -> None:
         out,
     )
     assert out.getvalue() == (
-        HEADER + ",periods\n"
-        '44,"UK, London",0.0123,1,60,60,0,0,,,\n'
-        "1212,USA,0,0,6,6,12,2,2024-01-01T00:00:00+00:00,2024-07-01T12:30:15.000250+00:00,\n"
+        HEADER + ",periods,next_increment_ms\n"
+        '44,"UK, London",0.0123,1,60,60,0,0,,,,\n'
+        "1212,USA,0,0,6,6,12,2,2024-01-01T00:00:00+00:00,2024-07-01T12:30:15.000250+00:00,,\n"
     )
 
 
@@ -259,7 +259,7 @@ def test_periods_column_reads_writes_and_reports() -> None:
 def test_write_rates_empty_writes_only_the_header() -> None:
     out = io.StringIO()
     write_rates([], out)
-    assert out.getvalue() == HEADER + ",periods\n"
+    assert out.getvalue() == HEADER + ",periods,next_increment_ms\n"
     assert read_rates(io.StringIO(out.getvalue())) == ([], [])
 
 
