@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -20,7 +21,7 @@ from gateway.balance.store import ANSWER_SKEW_S, SessionRef
 from gateway.balance.types import CallEnd, Grant
 from gateway.config import BalanceConfig
 from gateway.core.reasons import Refusal
-from gateway.rating.billing import billed_seconds, grant_seconds
+from gateway.rating.billing import billed_ms, billed_seconds, grant_seconds
 from gateway.rating.chain import Chain, Level
 from gateway.rating.periods import Periods, parse_periods, segments
 from gateway.rating.rates import Rate
@@ -65,8 +66,40 @@ def reference_cost(rate: Rate, answered_at: int, seconds: int, rounding: Roundin
     return rounding.apply(price_at(answered_at)[1] + -(-weight // 60))
 
 
+def reference_cost_ms(rate: Rate, answered_at: int, ms: int, rounding: Rounding) -> int:
+    """``reference_cost`` to the millisecond (prices change on whole seconds)."""
+    assert rate.periods is not None
+    billed = billed_ms(rate, ms)
+    if billed == 0:
+        return 0
+    # Each whole second's price from the periods; a part second pays its share.
+    zone = ZoneInfo(rate.periods.zone)
+    weight, fee = 0, None
+    for second in range(-(-billed // 1000)):
+        local = datetime.fromtimestamp(answered_at + second, zone)
+        minute = local.hour * 60 + local.minute
+        price, seg_fee = rate.price_per_min_micros, rate.connect_fee_micros
+        for p in rate.periods.items:
+            if local.weekday() in p.days and p.start_min <= minute < p.end_min:
+                price = p.price_per_min_micros
+                seg_fee = (
+                    rate.connect_fee_micros
+                    if p.connect_fee_micros is None
+                    else p.connect_fee_micros
+                )
+        if fee is None:
+            fee = seg_fee
+        weight += price * min(1000, billed - second * 1000)
+    assert fee is not None
+    return rounding.apply(fee + -(-weight // 60_000))
+
+
 async def _chain(
-    db_pool: asyncpg.Pool, balance: Balance, customer: int, rounding: Rounding
+    db_pool: asyncpg.Pool,
+    balance: Balance,
+    customer: int,
+    rounding: Rounding,
+    rate: Rate = CUSTOMER_RATE,
 ) -> Chain:
     async with db_pool.acquire() as conn:
         tree = await factories.tree(
@@ -75,7 +108,7 @@ async def _chain(
     chain = Chain(
         tree.top,
         (
-            Level(tree.customer, True, CUSTOMER_RATE, rounding=rounding),
+            Level(tree.customer, True, rate, rounding=rounding),
             # Per-second agents: a slice call can then hold up to any grant.
             Level(tree.sub, True, factories.rate(40_000, 1, 1)),
             Level(tree.top, True, factories.rate(30_000, 1, 1)),
@@ -152,6 +185,8 @@ async def test_reserve_grants_the_worst_case_of_the_setup_window(
     durations=st.lists(st.integers(0, 3000), min_size=5, max_size=5),
     slice_mode=st.booleans(),
     rounding=st.sampled_from([EXACT, Rounding(4, "up"), Rounding(3, "half_up")]),
+    # Sub-second increments, the switch's ms up to a second below what it reports.
+    short_ms=st.one_of(st.none(), st.lists(st.integers(0, 999), min_size=5, max_size=5)),
 )
 async def test_no_overdraft_and_every_cdr_is_the_reference_split(
     make_balance: MakeBalance,
@@ -162,11 +197,13 @@ async def test_no_overdraft_and_every_cdr_is_the_reference_split(
     durations: list[int],
     slice_mode: bool,
     rounding: Rounding,
+    short_ms: list[int] | None,
 ) -> None:
     n = next(_examples)
     config = BalanceConfig(max_call_s=3600, setup_timeout_s=SETUP_S, slice_min_s=60, slice_s=120)
     balance = await make_balance(config)
-    chain = await _chain(db_pool, balance, money, rounding)
+    rate = CUSTOMER_RATE if short_ms is None else replace(CUSTOMER_RATE, next_increment_ms=100)
+    chain = await _chain(db_pool, balance, money, rounding, rate)
     # Concurrent calls authorized around the peak's start, each answered somewhere in
     # its setup window and ended after a random time (capped at what it could hold).
     refs = [SessionRef(chain.root_id, f"p{n}-{i}") for i in range(len(starts))]
@@ -192,13 +229,15 @@ async def test_no_overdraft_and_every_cdr_is_the_reference_split(
             await balance.store.extend(ref, False, answered + elapsed, elapsed)
             customer = await _customer(balance, chain)
             assert customer["bal"] - customer["held"] >= 0  # available never below 0
-        settled = await balance.store.settle(
-            ref, duration, CallEnd(disconnect_at=answered + duration)
-        )
+        ms = None if short_ms is None else max(0, duration * 1000 - short_ms[i])
+        end = CallEnd(disconnect_at=answered + duration, duration_ms=ms)
+        settled = await balance.store.settle(ref, duration, end)
         billed_duration = duration - settled.overrun_s
-        assert settled.costs_micros[0] == reference_cost(
-            CUSTOMER_RATE, answered, billed_duration, rounding
-        )
+        if ms is None:
+            expected = reference_cost(rate, answered, billed_duration, rounding)
+        else:
+            expected = reference_cost_ms(rate, answered, min(ms, billed_duration * 1000), rounding)
+        assert settled.costs_micros[0] == expected
         customer = await _customer(balance, chain)
         assert customer["bal"] >= 0, (i, customer, grant)
     customer = await _customer(balance, chain)
