@@ -36,15 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 # What the package root may hold besides its sub-packages: entry points and config.
-ROOT_MODULES = {
-    "__init__",
-    "__main__",
-    "cli",
-    "config",
-    "config_fronts",
-    "config_jobs",
-    "configkit",
-}
+ROOT_MODULES = {"__init__", "__main__", "cli", "config", "config_fronts", "config_jobs", "configkit"}
 
 
 def _module(path: Path) -> str:
