@@ -25,6 +25,8 @@ from gateway.agents.principal import Principal, rate_group_visible, visible
 from gateway.core.errors import Duplicate, StillReferenced
 from gateway.db import Connection
 from gateway.db.pool import pg_errors, pg_integrity
+from gateway.rating.periods import zone_info
+from gateway.rating.rounding import MODES
 
 WHOLESALE_FIXED = "WHOLESALE_FIXED_RATE_GROUP"
 NOT_OWNER = "RATE_GROUP_NOT_OWNED"
@@ -64,6 +66,9 @@ class RateGroup:
     accounts_using: int | None  # accounts the caller can see on this group (detail only)
     created_at: datetime
     updated_at: datetime
+    time_zone: str = "UTC"  # IANA zone the rates' periods are read in
+    cost_decimals: int = 6  # a call's cost per level is rounded to these decimals
+    cost_rounding: str = "up"  # up or half_up
 
 
 _GROUP_SORT = {
@@ -77,7 +82,7 @@ _GROUP_SORT = {
 
 _GROUP_COLUMNS = """
 g.id, g.name, g.currency, g.description, g.owner_user_id, u.login AS owner_login,
-g.created_at, g.updated_at,
+g.created_at, g.updated_at, g.time_zone, g.cost_decimals, g.cost_rounding,
 (SELECT count(*) FROM rates r WHERE r.rate_group_id = g.id) AS rate_count
 """
 
@@ -97,6 +102,9 @@ def _group(principal: Principal, row: asyncpg.Record, accounts_using: int | None
         accounts_using=accounts_using,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        time_zone=row["time_zone"],
+        cost_decimals=int(row["cost_decimals"]),
+        cost_rounding=row["cost_rounding"],
     )
 
 
@@ -204,6 +212,30 @@ def _check_group_fields(name: str | None, currency: str | None, description: str
             raise Invalid("description", "must be at most 2000 characters")
 
 
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What a group sets for all its rates (None in an update: unchanged)."""
+
+    time_zone: str | None = None
+    cost_decimals: int | None = None
+    cost_rounding: str | None = None
+
+
+def _check_terms(terms: Terms) -> None:
+    if terms.time_zone is not None:
+        check_text("time_zone", terms.time_zone)
+        try:
+            zone_info(terms.time_zone)
+        except ValueError as exc:
+            raise Invalid("time_zone", str(exc)) from None
+    if terms.cost_decimals is not None and not (
+        type(terms.cost_decimals) is int and 0 <= terms.cost_decimals <= 6
+    ):
+        raise Invalid("cost_decimals", "must be a whole number from 0 to 6")
+    if terms.cost_rounding is not None and terms.cost_rounding not in MODES:
+        raise Invalid("cost_rounding", f"must be one of {', '.join(MODES)}")
+
+
 def _name_taken(exc: Duplicate) -> Conflict:
     return Conflict(
         f"a rate group of this owner already has that name: {exc.detail or ''}".strip(),
@@ -218,12 +250,15 @@ async def create_group(
     name: str,
     currency: str | None = None,
     description: str = "",
+    terms: Terms = Terms(),
 ) -> RateGroup:
     """A new group: the operator's for an admin, a private one for a transfer-mode agent.
 
-    The currency defaults to the agent's own account currency (USD for the operator).
+    The currency defaults to the agent's own account currency (USD for the operator);
+    ``terms`` default to UTC and exact (6-decimal) costs.
     """
     _check_group_fields(name, currency, description)
+    _check_terms(terms)
     with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             await check_may_create(conn, principal)
@@ -237,12 +272,17 @@ async def create_group(
             try:
                 with pg_integrity():
                     group_id = await conn.fetchval(
-                        "INSERT INTO rate_groups (name, owner_user_id, currency, description) "
-                        "VALUES ($1, $2, $3, $4) RETURNING id",
+                        "INSERT INTO rate_groups (name, owner_user_id, currency, description, "
+                        "time_zone, cost_decimals, cost_rounding) "
+                        "VALUES ($1, $2, $3, $4, coalesce($5, 'UTC'), coalesce($6, 6), "
+                        "coalesce($7, 'up')) RETURNING id",
                         name,
                         owner,
                         currency,
                         description,
+                        terms.time_zone,
+                        terms.cost_decimals,
+                        terms.cost_rounding,
                     )
             except Duplicate as exc:
                 raise _name_taken(exc) from None
@@ -258,10 +298,13 @@ async def update_group(
     name: str | None = None,
     currency: str | None = None,
     description: str | None = None,
+    terms: Terms = Terms(),
 ) -> RateGroup:
     """Rename, re-describe or change the currency of a group the caller may change
-    (the currency only while no account uses the group: ``RATE_GROUP_IN_USE``)."""
+    (the currency only while no account uses the group: ``RATE_GROUP_IN_USE``), or
+    its ``terms`` (zone, rounding), which apply to calls authorized from then on."""
     _check_group_fields(name, currency, description)
+    _check_terms(terms)
     with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             group = await require_group(conn, principal, group_id, for_update=True)
@@ -276,11 +319,18 @@ async def update_group(
                     await conn.execute(
                         "UPDATE rate_groups SET name = coalesce($2, name), "
                         "currency = coalesce($3, currency), "
-                        "description = coalesce($4, description), updated_at = now() WHERE id = $1",
+                        "description = coalesce($4, description), "
+                        "time_zone = coalesce($5, time_zone), "
+                        "cost_decimals = coalesce($6, cost_decimals), "
+                        "cost_rounding = coalesce($7, cost_rounding), "
+                        "updated_at = now() WHERE id = $1",
                         group_id,
                         name,
                         currency,
                         description,
+                        terms.time_zone,
+                        terms.cost_decimals,
+                        terms.cost_rounding,
                     )
             except Duplicate as exc:
                 raise _name_taken(exc) from None

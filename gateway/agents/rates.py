@@ -26,6 +26,7 @@ from gateway.db import BIGINT_MAX, INTEGER_MAX, Connection
 from gateway.db import rates as rates_db
 from gateway.db.pool import pg_errors, pg_integrity
 from gateway.rating import InvalidNumber, NumberPlan, Rate, RowError, normalize
+from gateway.rating.periods import Periods, parse_periods
 
 PREFIX_MAX_DIGITS = 32
 DESTINATION_MAX = 200
@@ -48,6 +49,8 @@ class RateRecord:
     grace_s: int
     effective_from: datetime | None
     effective_to: datetime | None
+    periods: str  # time-of-day prices (gateway.rating.periods text), '' for none
+    next_increment_ms: int | None  # sub-second increments; None: whole seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,8 @@ class RateFields:
     grace_s: int = 0
     effective_from: datetime | None = None
     effective_to: datetime | None = None
+    periods: str = ""
+    next_increment_ms: int | None = None
 
 
 EDITABLE = tuple(f.name for f in fields(RateFields))
@@ -82,7 +87,7 @@ _RATE_COLUMNS = """
 r.id, r.rate_group_id, r.prefix, r.destination, r.price_per_min_micros, r.connect_fee_micros,
 r.first_increment_s, r.next_increment_s, r.min_duration_s, r.grace_s,
 NULLIF(r.effective_from, '-infinity') AS effective_from,
-NULLIF(r.effective_to, 'infinity') AS effective_to
+NULLIF(r.effective_to, 'infinity') AS effective_to, r.periods, r.next_increment_ms
 """
 
 RATE_SORT = {
@@ -131,15 +136,33 @@ def check_rate(values: RateFields) -> RateFields:
     end = _utc("effective_to", values.effective_to)
     if start is not None and end is not None and end <= start:
         raise Invalid("effective_to", "must be after effective_from")
+    step_ms = values.next_increment_ms
+    if step_ms is not None:
+        if type(step_ms) is not int or not 1 <= step_ms < 1000 or 1000 % step_ms:
+            raise Invalid("next_increment_ms", "must divide 1000 ms (1, 10, 100, 250, 500...)")
+        if values.next_increment_s != 1:
+            raise Invalid("next_increment_s", "must be 1 with next_increment_ms")
+    if type(values.periods) is not str:
+        raise Invalid("periods", "must be a string like 'mon-fri 08:00-18:00 0.10'")
+    try:
+        items = parse_periods(values.periods)
+        periods = Periods(items) if items else None
+    except ValueError as exc:
+        raise Invalid("periods", str(exc)) from None
+    text = "" if periods is None else periods.text()
+    if len(text) > rates_db.PERIODS_MAX_CHARS:
+        raise Invalid("periods", f"at most {rates_db.PERIODS_MAX_CHARS} characters")
     checked = RateFields(
         **{
             **{n: getattr(values, n) for n in EDITABLE},
             "effective_from": start,
             "effective_to": end,
+            "periods": text,  # canonical: what the deck export writes
         }
     )
     try:
-        Rate(**{n: getattr(checked, n) for n in EDITABLE})  # the rating engine's own rules
+        # the rating engine's own rules
+        Rate(**{n: getattr(checked, n) for n in EDITABLE if n != "periods"}, periods=periods)
     except (TypeError, ValueError) as exc:
         raise Invalid("rate", str(exc)) from None
     return checked
@@ -256,6 +279,7 @@ async def _changeable(conn: Connection, principal: Principal, group_id: int) -> 
 
 
 _WRITE_VALUES = rates_db.VALUE_COLUMNS
+_NULLABLE = ("effective_from", "effective_to", "next_increment_ms")
 
 
 async def create_rate(
@@ -273,7 +297,7 @@ async def create_rate(
                         "INSERT INTO rates (rate_group_id, prefix, effective_from, "
                         f"{', '.join(_WRITE_VALUES)}) "
                         "VALUES ($1, $2, coalesce($3, '-infinity'::timestamptz), "
-                        "$4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                        "$4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
                         group_id,
                         checked.prefix,
                         checked.effective_from,
@@ -302,7 +326,7 @@ async def update_rate(
             current = await _require_rate(conn, group_id, rate_id, for_update=True)
             merged = {n: getattr(current, n) for n in EDITABLE} | changes
             for name, value in merged.items():
-                if value is None and name not in ("effective_from", "effective_to"):
+                if value is None and name not in _NULLABLE:
                     raise Invalid(name, "must not be null")
             checked = check_rate(RateFields(**merged))
             try:

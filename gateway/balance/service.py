@@ -50,13 +50,18 @@ class Balance:
         *,
         slice_mode: bool = False,
         links: tuple[tuple[str, int], ...] = (),
+        answered_at: float | None = None,
     ) -> Grant | Refusal:
         """``BalanceStore.reserve``, mirroring the chain's accounts first when needed."""
         try:
-            return await self.store.reserve(ref, chain, meta, slice_mode=slice_mode, links=links)
+            return await self.store.reserve(
+                ref, chain, meta, slice_mode=slice_mode, links=links, answered_at=answered_at
+            )
         except NotLoaded:
             await self.mirror.load(chain.account_ids)
-            return await self.store.reserve(ref, chain, meta, slice_mode=slice_mode, links=links)
+            return await self.store.reserve(
+                ref, chain, meta, slice_mode=slice_mode, links=links, answered_at=answered_at
+            )
 
     async def charge(
         self, ref: SessionRef, chain: Chain, meta: CallMeta, duration_s: int, end: CallEnd

@@ -22,6 +22,27 @@ from gateway.config import BalanceConfig
 from gateway.core.reasons import Refusal, from_script
 from gateway.rating.chain import Chain
 
+# Rates with periods are priced for an answer time not known at the authorization:
+# any second from a little before it (a switch's clock behind ours) to the setup
+# timeout after it. The price schedule sent along reaches past the longest grant.
+ANSWER_SKEW_S = 60
+SCHEDULE_MARGIN_S = 86_400
+
+
+def _millis(end: CallEnd, duration_s: int) -> int:
+    """The call's length in ms for the scripts; -1 when unknown, or when it is not
+    within a second of the seconds reported (then the seconds are what counts)."""
+    ms = end.duration_ms
+    if ms is None or ms < 0 or abs(ms - duration_s * 1000) >= 1000:
+        return -1
+    return ms
+
+
+def _started(end: CallEnd, duration_s: int) -> float:
+    """When a call with no answer time on record started: as the switch says, or
+    its end less its duration."""
+    return end.connect_at if end.connect_at is not None else end.disconnect_at - duration_s
+
 
 class NotLoaded(Exception):
     """An account of the chain is not mirrored in Redis yet (load it, then retry)."""
@@ -89,25 +110,39 @@ class BalanceStore:
         *,
         slice_mode: bool = False,
         links: tuple[tuple[str, int], ...] = (),
+        answered_at: float | None = None,
     ) -> Grant | Refusal:
         """Hold the call's money on every level at once, or refuse naming who and why.
 
         ``slice_mode`` holds a first slice of the grant instead of all of it;
         ``links`` (link set key, lifetime) make the hold provisional: an accounting
-        request finds it through them (``adopt``). Raises ``NotLoaded`` when an
-        account is not mirrored yet.
+        request finds it through them (``adopt``). ``answered_at``: the call is
+        already answered then (a hold made at its Start or Interim), so rates with
+        periods are priced from that moment rather than for a setup window. Raises
+        ``NotLoaded`` when an account is not mirrored yet.
         """
         session, due = self._session_keys(ref)
         accounts = tuple(self.keys.account(chain.root_id, a) for a in chain.account_ids)
         config = self.config
+        moment = int(time.time() if now is None else now)
+        levels = chain.script_levels
+        if chain.timed and answered_at is not None:
+            answer = int(answered_at)
+            levels = chain.levels_from(answer, answer, config.max_call_s + SCHEDULE_MARGIN_S)
+        elif chain.timed:  # periods: priced for whenever within the setup window it answers
+            levels = chain.levels_from(
+                moment - ANSWER_SKEW_S,
+                moment + config.setup_timeout_s,
+                config.max_call_s + SCHEDULE_MARGIN_S,
+            )
         reply = await self.pipeliner.call(
             "reserve",
             (session, due, *accounts),
             (
-                int(time.time() if now is None else now),
+                moment,
                 config.setup_timeout_s,
                 config.max_call_s,
-                chain.script_levels,
+                levels,
                 meta.to_json(),
                 config.slice_min_s if slice_mode else 0,
                 config.slice_s,
@@ -291,6 +326,8 @@ class BalanceStore:
                 self.config.ended_retention_s,
                 self.config.overrun_grace_s,
                 1 if overrun_cap else 0,
+                int(_started(end, duration_s)),
+                _millis(end, duration_s),
             ),
         )
         if int(ok) != 1:
@@ -321,16 +358,22 @@ class BalanceStore:
         shard = self.keys.shard_of(ref.root_id)
         stream = self.keys.settlements(shard)
         accounts = tuple(self.keys.account(chain.root_id, a) for a in chain.account_ids)
+        started = int(_started(end, duration_s))
+        levels = chain.script_levels
+        if chain.timed:
+            levels = chain.levels_from(started, started, max(duration_s, 0) + SCHEDULE_MARGIN_S)
         ok, code, costs, stream_id = await self.pipeliner.call(
             "charge",
             (session, stream, *accounts),
             (
                 int(time.time() if now is None else now),
-                chain.script_levels,
+                levels,
                 meta.to_json(),
                 max(duration_s, 0),
                 end.to_json(),
                 self.config.ended_retention_s,
+                started,
+                _millis(end, max(duration_s, 0)),
             ),
         )
         code_text = _text(code)

@@ -52,6 +52,9 @@ class CallEnd:
     cause: str = ""  # as the switch wrote it (its profile's encoding)
     connect_at: float | None = None  # when the switch reports it (Stop without Start)
     cause_q850: int | None = None  # ``cause`` as a Q.850 value, when the front could read it
+    # The call's length to the millisecond, when the switch's times tell it (h323
+    # connect and disconnect times); rates with sub-second increments bill on it.
+    duration_ms: int | None = None
 
     def to_json(self) -> str:
         connect = None if self.connect_at is None else round(self.connect_at, 3)

@@ -132,6 +132,7 @@ class Calls:
         at: float | None = None,
         *,
         route: bool = False,
+        answered: bool = False,
     ) -> Authorized | LoginAccepted | Refusal:
         """Identify the caller and hold money for the call, or say why not.
 
@@ -144,7 +145,8 @@ class Calls:
         or the leg that is not billed) it is provisional: the call's accounting
         takes it over by a link (``CallKey.links``, the session id, or the caller and
         number within ``balance.link_window_s``). Without a key at all nothing could
-        ever link it: the time is computed and nothing stays held.
+        ever link it: the time is computed and nothing stays held. ``answered``: the
+        call was answered at ``at`` already (a hold reserved at its accounting).
         """
         moment = time.time() if at is None else at
         caller = self._identify(party, policy, accounting=False)
@@ -177,7 +179,12 @@ class Calls:
         ref = SessionRef(chain.root_id, session)
         meta = self._meta(linked, party, policy, moment, number, priced)
         result = await self.balance.reserve(
-            ref, chain, meta, slice_mode=policy.slices and key is not None, links=links
+            ref,
+            chain,
+            meta,
+            slice_mode=policy.slices and key is not None,
+            links=links,
+            answered_at=moment if answered else None,
         )
         if isinstance(result, Refusal):
             return result
@@ -417,7 +424,7 @@ class Calls:
             remote_addr=party.remote_addr,
         )
         trusting = dataclasses.replace(policy, check_secret=False)
-        return await self.authorize(key, trusted, trusting, at)
+        return await self.authorize(key, trusted, trusting, at, answered=True)
 
     async def _release_other_leg(
         self, key: CallKey, party: Party, policy: Policy, at: float

@@ -226,6 +226,7 @@ class RadiusProcess:
             cause=facts.cause,
             connect_at=connect_at,
             cause_q850=facts.cause_q850,
+            duration_ms=facts.duration_ms if status != STATUS_FAILED else None,
         )
         ended = await self.calls.ended(key, party, client.policy, duration, end)
         if ended.settled is None and ended.reason and client.policy.bills(facts.leg):

@@ -124,6 +124,7 @@ class CallFacts:
     cause: str = ""  # as the switch wrote it
     cause_q850: int | None = None  # the same read as a Q.850 value, when it is one
     accounting_id: str | None = None  # Acct-Session-Id itself (session_id may fall back)
+    duration_ms: int | None = None  # from the switch's own connect and disconnect times
 
 
 class Profile:
@@ -195,10 +196,14 @@ class CiscoProfile(Profile):
             calling=_str(packet, "Calling-Station-Id"),
             called=_str(packet, "Called-Station-Id"),
             setup_at=_when(packet, "h323-setup-time"),
-            connect_at=_when(packet, "h323-connect-time"),
-            disconnect_at=_when(packet, "h323-disconnect-time") or _event_time(packet),
+            connect_at=(connect := _when(packet, "h323-connect-time")),
+            disconnect_at=(hung := _when(packet, "h323-disconnect-time")) or _event_time(packet),
             cause=cause,
             cause_q850=code,
+            # Both h323 times carry milliseconds: the call's length to the ms.
+            duration_ms=None
+            if connect is None or hung is None or hung < connect
+            else round((hung - connect) * 1000),
         )
 
     def accept(

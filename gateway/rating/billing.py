@@ -8,6 +8,8 @@ durations lie on *increment boundaries*: ``first``, ``first + next``,
 from collections.abc import Sequence
 
 from gateway.rating.rates import Rate
+from gateway.rating.rounding import EXACT, Rounding
+from gateway.rating.schedule import Schedule
 
 _SECONDS_PER_MINUTE = 60
 
@@ -32,11 +34,18 @@ def _boundary_at_or_below(rate: Rate, seconds: int) -> int:
     return first + (seconds - first) // step * step
 
 
-def _charge(rate: Rate, billed: int) -> int:
-    # Rounded up once, on the total, so a call never costs less than its exact price.
-    return rate.connect_fee_micros + _ceil_div(
-        billed * rate.price_per_min_micros, _SECONDS_PER_MINUTE
-    )
+def _charge(
+    rate: Rate, billed: int, schedule: Schedule | None = None, rounding: Rounding = EXACT
+) -> int:
+    # Rounded up once, on the total, so a call never costs less than its exact price;
+    # then to the rate group's decimals.
+    if schedule is None:
+        raw = rate.connect_fee_micros + _ceil_div(
+            billed * rate.price_per_min_micros, _SECONDS_PER_MINUTE
+        )
+    else:
+        raw = schedule.fee + _ceil_div(schedule.weight(billed), _SECONDS_PER_MINUTE)
+    return raw if rounding.exact else rounding.apply(raw)
 
 
 def billed_seconds(rate: Rate, seconds: int) -> int:
@@ -51,20 +60,30 @@ def billed_seconds(rate: Rate, seconds: int) -> int:
     return _boundary_at_or_above(rate, max(seconds, rate.min_duration_s))
 
 
-def cost(rate: Rate, seconds: int) -> int:
+def cost(
+    rate: Rate, seconds: int, schedule: Schedule | None = None, rounding: Rounding = EXACT
+) -> int:
     """Return the price in micro-units of a call that lasted ``seconds``.
 
     0 when nothing is billed (see ``billed_seconds``); otherwise the connect fee
-    plus ``ceil(billed * price_per_min / 60)``. Never negative, and
-    non-decreasing in ``seconds``.
+    plus ``ceil(billed * price_per_min / 60)``. With a ``schedule`` (a rate with
+    periods) the fee is the schedule's and each billed second is priced by it:
+    ``fee + ceil(sum of the seconds' prices / 60)``. The result is then rounded
+    by ``rounding``. Never negative, and non-decreasing in ``seconds``.
     """
     billed = billed_seconds(rate, seconds)
     if billed == 0:
         return 0
-    return _charge(rate, billed)
+    return _charge(rate, billed, schedule, rounding)
 
 
-def max_seconds(rate: Rate, available_micros: int, cap_s: int) -> int:
+def max_seconds(
+    rate: Rate,
+    available_micros: int,
+    cap_s: int,
+    schedule: Schedule | None = None,
+    rounding: Rounding = EXACT,
+) -> int:
     """Return how many seconds a call may be authorised for with ``available_micros``.
 
     The result ``d`` is the largest increment boundary with
@@ -76,17 +95,19 @@ def max_seconds(rate: Rate, available_micros: int, cap_s: int) -> int:
 
     0 when nothing is affordable, ``cap_s <= 0`` or ``available_micros < 0``.
     Boundaries inside the grace period cost nothing and are therefore granted even
-    with a zero balance. Constant time: no loop over increments.
+    with a zero balance. No loop over increments (one over the schedule's prices).
+    ``schedule`` and ``rounding`` price the call as ``cost`` does.
     """
     if cap_s <= 0 or available_micros < 0:
         return 0
-    price = rate.price_per_min_micros
-    fee = rate.connect_fee_micros
-    if price == 0 and fee == 0:
+    if schedule is None:
+        if rate.price_per_min_micros == 0 and rate.connect_fee_micros == 0:
+            return cap_s
+    elif schedule.free:
         return cap_s
 
     first = rate.first_increment_s
-    affordable = _largest_affordable_boundary(rate, available_micros)
+    affordable = _largest_affordable_boundary(rate, available_micros, schedule, rounding)
     if affordable == 0:
         return 0
     if cap_s < first:
@@ -97,7 +118,9 @@ def max_seconds(rate: Rate, available_micros: int, cap_s: int) -> int:
     return min(affordable, cap_boundary)
 
 
-def _largest_affordable_boundary(rate: Rate, available_micros: int) -> int | None:
+def _largest_affordable_boundary(
+    rate: Rate, available_micros: int, schedule: Schedule | None, rounding: Rounding
+) -> int | None:
     """Largest boundary costing <= ``available_micros`` (>= 0); 0 if none, None if all."""
     price = rate.price_per_min_micros
     fee = rate.connect_fee_micros
@@ -112,30 +135,45 @@ def _largest_affordable_boundary(rate: Rate, available_micros: int) -> int | Non
         _boundary_at_or_above(rate, grace + 1),
         _boundary_at_or_above(rate, rate.min_duration_s),
     )
-    if _charge(rate, floor_billed) > available_micros:
+    if _charge(rate, floor_billed, schedule, rounding) > available_micros:
         return free_upto
+    # Rounding is monotone: a rounded cost fits iff the unrounded one fits `budget`.
+    budget = rounding.budget(available_micros)
+    if schedule is not None:
+        # ceil(w / 60) <= budget - fee  <=>  w <= 60 * (budget - fee)
+        reach = schedule.reach(_SECONDS_PER_MINUTE * (budget - schedule.fee))
+        return None if reach is None else _boundary_at_or_below(rate, reach)
     if price == 0:
         return None
     # ceil(b * price / 60) <= budget  <=>  b * price <= 60 * budget  (budget is an int).
-    budget_s = _SECONDS_PER_MINUTE * (available_micros - fee) // price
+    budget_s = _SECONDS_PER_MINUTE * (budget - fee) // price
     # budget_s >= floor_billed >= first here, because floor_billed is affordable.
     return _boundary_at_or_below(rate, budget_s)
 
 
-def grant_seconds(levels: Sequence[tuple[Rate | None, int]], cap_s: int) -> int:
+Pricing = tuple[Schedule | None, Rounding]
+
+
+def grant_seconds(
+    levels: Sequence[tuple[Rate | None, int]],
+    cap_s: int,
+    pricing: Sequence[Pricing] | None = None,
+) -> int:
     """Return the time a call may be granted over a whole account chain.
 
     ``levels`` holds, per level of the chain, the rate it pays (None for a level that
     is not charged) and the money it has available. The grant is the least over the
     charged levels of ``max_seconds(rate, available, cap_s)``: each level's
     affordable time on its own increments, never rounded to another level's. 0 when
-    some charged level cannot afford anything. Mirrors reserve.lua.
+    some charged level cannot afford anything. ``pricing`` holds each level's
+    schedule and rounding (none and exact when omitted). Mirrors reserve.lua.
     """
     granted = cap_s
-    for rate, available in levels:
+    for i, (rate, available) in enumerate(levels):
         if rate is None:
             continue
-        level_max = max_seconds(rate, available, cap_s)
+        schedule, rounding = (None, EXACT) if pricing is None else pricing[i]
+        level_max = max_seconds(rate, available, cap_s, schedule, rounding)
         if level_max <= 0:
             return 0
         granted = min(granted, level_max)
@@ -154,3 +192,44 @@ def slice_seconds(rates: Sequence[Rate | None], slice_s: int, cap_s: int) -> int
         if rate is not None:
             cover = min(cover, _boundary_at_or_above(rate, slice_s))
     return cover
+
+
+# -- milliseconds -----------------------------------------------------------------
+#
+# A rate with ``next_increment_ms`` bills a call whose length is known to the
+# millisecond (the switch's h323 connect and disconnect times) on those increments;
+# the first increment, minimum and grace stay whole seconds. For a whole number of
+# seconds ``s`` the result is ``billed_seconds(rate, s) * 1000`` (the step divides a
+# second, and next_increment_s is 1), so grants and holds, reckoned in seconds, cover
+# it: ``cost_ms(rate, d) <= cost(rate, ceil(d / 1000))``.
+
+_MS_PER_MINUTE = 60_000
+
+
+def billed_ms(rate: Rate, duration_ms: int) -> int:
+    """The milliseconds charged for a call of ``duration_ms`` (see ``billed_seconds``)."""
+    if duration_ms <= 0 or duration_ms <= rate.grace_s * 1000:
+        return 0
+    length = max(duration_ms, rate.min_duration_s * 1000)
+    first = rate.first_increment_s * 1000
+    if length <= first:
+        return first
+    step = rate.next_increment_ms or rate.next_increment_s * 1000
+    return first + _ceil_div(length - first, step) * step
+
+
+def cost_ms(
+    rate: Rate, duration_ms: int, schedule: Schedule | None = None, rounding: Rounding = EXACT
+) -> int:
+    """``cost`` for a call of ``duration_ms``: each billed millisecond at its price,
+    ``fee + ceil(sum / 60000)``, then rounded."""
+    billed = billed_ms(rate, duration_ms)
+    if billed == 0:
+        return 0
+    if schedule is None:
+        raw = rate.connect_fee_micros + _ceil_div(
+            billed * rate.price_per_min_micros, _MS_PER_MINUTE
+        )
+    else:
+        raw = schedule.fee + _ceil_div(schedule.weight_ms(billed), _MS_PER_MINUTE)
+    return raw if rounding.exact else rounding.apply(raw)

@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from gateway.core.compact_json import dumps as _dumps
 from gateway.core.reasons import Reason, Refusal
+from gateway.rating.periods import segments
 from gateway.rating.prefix_index import RatingIndex, UnknownRateGroup
 from gateway.rating.rates import Rate
+from gateway.rating.rounding import EXACT, Rounding
 from gateway.rating.rules import CallRules
+from gateway.rating.schedule import worst_case
 
 # What a level with no inbound rate group pays for a call to a DID: nothing.
 FREE_INBOUND = Rate("0", "inbound (free)", 0, 0, 1, 1)
@@ -54,6 +58,7 @@ class Level:
     charged: bool
     rate: Rate | None = None
     rate_group_id: int | None = None
+    rounding: Rounding = EXACT  # the rate group's rounding of a call's cost
 
     def __post_init__(self) -> None:
         if self.charged and self.rate is None:
@@ -64,7 +69,7 @@ class Level:
         r = self.rate
         if not self.charged or r is None:
             return [0, 0, 0, 1, 1, 0, 0]
-        return [
+        out = [
             1,
             r.price_per_min_micros,
             r.connect_fee_micros,
@@ -73,6 +78,29 @@ class Level:
             r.min_duration_s,
             r.grace_s,
         ]
+        if not self.rounding.exact or r.periods is not None or r.next_increment_ms:
+            out += (self.rounding.quantum, 1 if self.rounding.mode == "half_up" else 0)
+        if r.next_increment_ms:  # schedules (10, 11) come with the call's time
+            out += (False, False, r.next_increment_ms)
+        return out
+
+    def timed_rate(self, earliest: int, latest: int, horizon_s: int) -> list[Any]:
+        """``script_rate`` with the price schedules of a rate with periods, for a call
+        answered in [earliest, latest] (unix s) and lasting up to ``horizon_s``."""
+        out: list[Any] = self.script_rate()
+        r = self.rate
+        if r is None or r.periods is None or not self.charged:
+            return out
+        segs = segments(
+            r.periods,
+            r.price_per_min_micros,
+            r.connect_fee_micros,
+            earliest,
+            latest + horizon_s,
+        )
+        flat = [x for seg in segs for x in seg]
+        schedules = [worst_case(segs, earliest, latest).script(), flat]
+        return [*out[:9], *schedules, *out[11:]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +111,8 @@ class Chain:
     levels: tuple[Level, ...]
     # The levels as reserve.lua reads them, encoded once per chain, not per call.
     script_levels: str = field(init=False, repr=False, compare=False)
+    # Some level's rate has periods: its script levels depend on the call's time.
+    timed: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.levels:
@@ -91,6 +121,16 @@ class Chain:
             raise ValueError("the customer level is always charged")
         encoded = _dumps([level.script_rate() for level in self.levels])
         object.__setattr__(self, "script_levels", encoded)
+        timed = any(lv.rate is not None and lv.rate.periods is not None for lv in self.levels)
+        object.__setattr__(self, "timed", timed)
+
+    def levels_from(self, earliest: int, latest: int, horizon_s: int) -> str:
+        """The script levels of a call answered in [earliest, latest] (unix s) that
+        lasts up to ``horizon_s``: ``script_levels`` plus, for rates with periods,
+        their price schedules (see lib.lua)."""
+        if not self.timed:
+            return self.script_levels
+        return _dumps([lv.timed_rate(earliest, latest, horizon_s) for lv in self.levels])
 
     @property
     def account_ids(self) -> tuple[int, ...]:
@@ -142,18 +182,22 @@ def build_chain(
         if rate is None:
             return Refusal(Reason.DESTINATION_NOT_RATED, account_id=account.id, level=depth)
         rates.append(rate)
+        # A group's rounding changes only with a reload, which makes new rates: the
+        # rate objects in the cache key below stand for it too.
     key = (id(accounts), *map(id, rates))
     cached = _CACHE.get(key)
     if cached is not None and cached[0] is accounts:
         return cached[2]
-    built = _build(accounts, rates)
+    built = _build(accounts, rates, index)
     if len(_CACHE) >= MAX_CACHED:
         _CACHE.clear()
     _CACHE[key] = (accounts, tuple(rates), built)
     return built
 
 
-def _build(accounts: Sequence[ChainAccount], rates: Sequence[Rate | None]) -> Priced:
+def _build(
+    accounts: Sequence[ChainAccount], rates: Sequence[Rate | None], index: RatingIndex
+) -> Priced:
     levels: list[Level] = []
     prefixes: list[str] = []
     groups: list[int] = []
@@ -163,7 +207,9 @@ def _build(accounts: Sequence[ChainAccount], rates: Sequence[Rate | None]) -> Pr
             prefixes.append("")
             groups.append(0)
             continue
-        levels.append(Level(account.id, True, rate, account.rate_group_id))
+        group = account.rate_group_id
+        rounding = index.rounding(group) if group is not None else EXACT
+        levels.append(Level(account.id, True, rate, group, rounding))
         prefixes.append(rate.prefix)
         groups.append(account.rate_group_id or 0)
     return Priced(Chain(accounts[0].root_id, tuple(levels)), tuple(prefixes), tuple(groups))

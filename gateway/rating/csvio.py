@@ -3,12 +3,15 @@
 Format (header row required, columns matched by name, any order)::
 
     prefix,destination,price_per_min,connect_fee,first_increment_s,next_increment_s,
-    min_duration_s,grace_s,effective_from,effective_to
+    min_duration_s,grace_s,effective_from,effective_to,periods,next_increment_ms
 
 ``prefix``, ``destination`` and ``price_per_min`` are required; the other columns
 may be left out of the header or left empty in a row to take the ``Rate`` default.
 Money columns are decimal currency strings (at most 6 decimals); dates are ISO 8601
 dates or datetimes, naive ones meaning UTC; an empty date means an open period.
+``periods`` holds time-of-day prices (``gateway.rating.periods`` text form), read
+in the rate group's time zone; empty: one price at all times. ``next_increment_ms``
+(a divisor of 1000, with ``next_increment_s`` 1) bills in sub-second steps.
 """
 
 import csv
@@ -21,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from gateway.rating.money import format_money, parse_money
+from gateway.rating.periods import Periods, parse_periods
 from gateway.rating.rates import Rate
 
 COLUMNS: tuple[str, ...] = (
@@ -34,6 +38,8 @@ COLUMNS: tuple[str, ...] = (
     "grace_s",
     "effective_from",
     "effective_to",
+    "periods",
+    "next_increment_ms",
 )
 REQUIRED_COLUMNS: frozenset[str] = frozenset({"prefix", "destination", "price_per_min"})
 
@@ -104,6 +110,21 @@ def _parse_row(fields: dict[str, str]) -> Rate:
                 kwargs[column] = _parse_date(column, text)
             except ValueError as exc:
                 problems.append(str(exc))
+
+    step_ms = fields.get("next_increment_ms", "")
+    if step_ms:
+        try:
+            kwargs["next_increment_ms"] = _parse_int("next_increment_ms", step_ms)
+        except ValueError as exc:
+            problems.append(str(exc))
+
+    timed = fields.get("periods", "")
+    if timed:
+        try:
+            # The zone is the rate group's, applied when the group is loaded.
+            kwargs["periods"] = Periods(parse_periods(timed))
+        except ValueError as exc:
+            problems.append(f"periods: {exc}")
 
     if problems:
         raise ValueError("; ".join(problems))
@@ -249,5 +270,7 @@ def write_rates(rates: Iterable[Rate], out: TextIO) -> None:
                 rate.grace_s,
                 _format_date(rate.effective_from),
                 _format_date(rate.effective_to),
+                "" if rate.periods is None else rate.periods.text(),
+                "" if rate.next_increment_ms is None else rate.next_increment_ms,
             )
         )

@@ -19,7 +19,8 @@ from gateway.rating.chain import ChainAccount, Level, Priced
 def check(accounts: Sequence[ChainAccount], priced: Priced, number: str) -> Refusal | None:
     """The first rule of the chain the call breaks, from the customer up; None: none.
 
-    The price limit is on what the customer pays per minute. Margin: for each charged
+    The price limit is on what the customer pays per minute (the dearest of its
+    rate's periods). Margin (on the rates' own, off-peak, prices): for each charged
     agent with ``negative_margin = "refuse"``, the nearest charged level below it is
     what it sells to; that level's per-minute price must be at least the agent's own
     plus its minimum margin (connect fees aside: a per-minute loss is what repeats).
@@ -35,7 +36,8 @@ def check(accounts: Sequence[ChainAccount], priced: Priced, number: str) -> Refu
         if rules.allow and not rules.allow.matches(number):
             return Refusal(Reason.DESTINATION_BLOCKED, account.id, depth, "not in allow-list")
         limit = rules.max_price_per_min_micros
-        price = customer_rate.price_per_min_micros if customer_rate is not None else 0
+        # A rate with periods is held to its dearest period: a call may run into it.
+        price = customer_rate.dearest_price_micros if customer_rate is not None else 0
         if limit is not None and price > limit:
             return Refusal(Reason.PRICE_LIMIT, account.id, depth, f"{price}/min over {limit}/min")
         if rules.negative_margin == "refuse" and depth > 0 and levels[depth].charged:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 
 from gateway.rating.rates import Rate
+from gateway.rating.rounding import EXACT, Rounding
 
 # Stands in for an open start when ordering rates that share a prefix.
 _OPEN_START = datetime.min.replace(tzinfo=UTC)
@@ -29,10 +30,12 @@ class RateTable:
     same prefix *and* the same ``effective_from`` are ambiguous and rejected.
     """
 
-    __slots__ = ("_by_prefix", "_count", "_lengths")
+    __slots__ = ("_by_prefix", "_count", "_lengths", "rounding")
 
-    def __init__(self, rates: Iterable[Rate]) -> None:
-        """Index ``rates``; raises ``ValueError`` on a duplicate (prefix, effective_from)."""
+    def __init__(self, rates: Iterable[Rate], rounding: Rounding = EXACT) -> None:
+        """Index ``rates``; raises ``ValueError`` on a duplicate (prefix, effective_from).
+        ``rounding``: how the group rounds a call's cost."""
+        self.rounding = rounding
         # A prefix with one rate (the common case) maps straight to it; a list per
         # prefix would cost ~70 bytes per entry across millions of rows.
         by_prefix: dict[str, Rate | tuple[Rate, ...]] = {}
@@ -163,6 +166,11 @@ class RatingIndex(Mapping[int, RateTable]):
         if table is None:
             raise UnknownRateGroup(group_id)
         return table.lookup(number, at)
+
+    def rounding(self, group_id: int) -> Rounding:
+        """How ``group_id`` rounds a call's cost (exact for a group not indexed)."""
+        table = self._tables.get(group_id)
+        return EXACT if table is None else table.rounding
 
     def with_table(self, group_id: int, table: RateTable) -> "RatingIndex":
         """Return a new index with ``group_id`` set to ``table``; ``self`` is unchanged."""

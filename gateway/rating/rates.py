@@ -7,6 +7,8 @@ whole seconds and instants are timezone-aware UTC datetimes.
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from gateway.rating.periods import Periods
+
 
 def _require_int(name: str, value: object, minimum: int) -> None:
     # bool is an int subclass; True as a price is always a bug, so reject it.
@@ -33,6 +35,8 @@ class Rate:
     Construction validates every field and raises ``ValueError`` (bad value) or
     ``TypeError`` (wrong type), so a ``Rate`` that exists is always usable.
     ``effective_from`` / ``effective_to`` are normalised to UTC; ``None`` means open.
+    The rate chosen at a call's start prices all of it (a call is not split at
+    ``effective_to``); its ``periods`` do split it (``gateway.rating.schedule``).
     """
 
     prefix: str
@@ -45,6 +49,11 @@ class Rate:
     grace_s: int = 0
     effective_from: datetime | None = None
     effective_to: datetime | None = None
+    # Time-of-day/weekday prices (peak, off-peak...); None: one price at all times.
+    periods: Periods | None = None
+    # Sub-second increments after the first (a divisor of 1000 ms; next_increment_s
+    # must then be 1): a call whose switch reports milliseconds is billed on them.
+    next_increment_ms: int | None = None
 
     def __post_init__(self) -> None:
         if type(self.prefix) is not str:
@@ -84,6 +93,17 @@ class Rate:
             _require_int("next_increment_s", step, 1)
             _require_int("min_duration_s", minimum, 0)
             _require_int("grace_s", grace, 0)
+        step_ms = self.next_increment_ms
+        if step_ms is not None and (
+            type(step_ms) is not int or step_ms < 1 or 1000 % step_ms or step_ms == 1000
+        ):
+            raise ValueError(f"next_increment_ms must divide 1000 and be below it, got {step_ms!r}")
+        if step_ms is not None and step != 1:
+            # Whole-second grants and holds then see a 1 s step, which covers any
+            # sub-second billing of the same seconds (gateway/rating/billing.py).
+            raise ValueError("next_increment_ms needs next_increment_s = 1")
+        if self.periods is not None and not isinstance(self.periods, Periods):
+            raise TypeError(f"periods must be Periods or None, got {type(self.periods).__name__}")
         if self.effective_from is None and self.effective_to is None:
             return
         start = _as_utc("effective_from", self.effective_from)
@@ -96,6 +116,13 @@ class Rate:
         # Frozen dataclass: storing the UTC-normalised values needs object.__setattr__.
         object.__setattr__(self, "effective_from", start)
         object.__setattr__(self, "effective_to", end)
+
+    @property
+    def dearest_price_micros(self) -> int:
+        """The highest price per minute a call at this rate may meet (periods too)."""
+        if self.periods is None:
+            return self.price_per_min_micros
+        return max(self.price_per_min_micros, *(p.price_per_min_micros for p in self.periods.items))
 
     def in_force(self, at: datetime) -> bool:
         """Return whether this rate applies at instant ``at``.

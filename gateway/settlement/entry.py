@@ -46,7 +46,7 @@ class SettlementEntry:
             session=data["session"],
             accounts=accounts,
             account_ids=tuple([int(key.rsplit(":", 1)[1]) for key in accounts]),
-            rates=tuple([tuple(map(int, rate)) for rate in data["levels"]]),
+            rates=tuple([tuple(map(int, rate[:9])) for rate in data["levels"]]),  # no schedules
             billed_s=tuple(map(int, data["billed"])),
             costs_micros=tuple(map(int, data["costs"])),
             duration_s=int(data["duration"]),

@@ -18,10 +18,10 @@ HEADER = (
     "min_duration_s,grace_s,effective_from,effective_to\n"
 )
 DECK = (
-    HEADER
-    + "1,USA,0.008,0,30,6,0,0,,\n"
-    + '44,"UK, fixed",0.012,0,60,60,0,0,,\n'
-    + "447,UK mobile,0.045,0.01,30,6,0,0,2025-01-01T00:00:00+00:00,\n"
+    HEADER.replace("\n", ",periods,next_increment_ms\n")
+    + "1,USA,0.008,0,30,6,0,0,,,,\n"
+    + '44,"UK, fixed",0.012,0,60,60,0,0,,,mon-fri 08:00-18:00 0.02,\n'
+    + "447,UK mobile,0.045,0.01,30,6,0,0,2025-01-01T00:00:00+00:00,,,\n"
 )
 
 

@@ -3,11 +3,14 @@ strictest wins, and margins are taken against the nearest charged level below.""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from gateway.core.reasons import Reason
 from gateway.rating import limits
 from gateway.rating.chain import Chain, ChainAccount, Level, Priced
+from gateway.rating.periods import Periods, parse_periods
 from gateway.rating.rules import CallRules, PrefixSet
 from tests.factories import rate
 
@@ -117,3 +120,15 @@ def test_prefix_sets_match_leading_digits_only() -> None:
     assert not PrefixSet.of([])
     with pytest.raises(ValueError, match="negative_margin"):
         CallRules(negative_margin="sometimes")
+
+
+def test_a_rate_with_periods_is_held_to_its_dearest_period() -> None:
+    accounts, priced = chain(60_000, 30_000, rules={1: CallRules(max_price_per_min_micros=80_000)})
+    assert reason(accounts, priced) is None
+    peak = Periods(parse_periods("mon-fri 08:00-18:00 0.09"))
+    customer = priced.chain.levels[0]
+    assert customer.rate is not None
+    timed = Level(1, True, dataclasses.replace(customer.rate, periods=peak), 1)
+    levels = (timed, *priced.chain.levels[1:])
+    dearer = Priced(Chain(priced.chain.root_id, levels), priced.prefixes, priced.rate_groups)
+    assert reason(accounts, dearer) == (Reason.PRICE_LIMIT, 1)

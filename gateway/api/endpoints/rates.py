@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
 from fastapi.responses import JSONResponse
@@ -28,6 +28,31 @@ Destination = Annotated[str, Field(max_length=rates.DESTINATION_MAX)]
 GroupName = Annotated[str, Field(min_length=1, max_length=100)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
 Description = Annotated[str, Field(max_length=2000)]
+TimeZone = Annotated[
+    str, Field(min_length=1, max_length=64, description="IANA zone the periods are read in")
+]
+Decimals = Annotated[
+    int, Field(ge=0, le=6, description="A call's cost per level is rounded to these decimals")
+]
+Rounding = Annotated[Literal["up", "half_up"], Field(description="How the cost is rounded")]
+SubSecond = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=500,
+        description="Increments after the first in ms (a divisor of 1000; needs "
+        "next_increment_s = 1), for switches that report milliseconds",
+    ),
+]
+Periods = Annotated[
+    str,
+    Field(
+        max_length=1000,
+        description="Time-of-day prices: 'mon-fri 08:00-18:00 0.10 [fee]; ...' "
+        "in the group's time zone; '' for one price at all times",
+        examples=["mon-fri 08:00-18:00 0.1 0.05; sat 09:00-13:00 0.08"],
+    ),
+]
 
 
 class RateGroupOut(BaseModel):
@@ -45,6 +70,9 @@ class RateGroupOut(BaseModel):
     )
     created_at: datetime
     updated_at: datetime
+    time_zone: str
+    cost_decimals: int
+    cost_rounding: str
 
 
 class RateGroupPage(BaseModel):
@@ -62,6 +90,9 @@ class RateGroupIn(BaseModel):
         default=None, description="Default: the caller's account currency (USD for the operator)"
     )
     description: Description = ""
+    time_zone: TimeZone = "UTC"
+    cost_decimals: Decimals = 6
+    cost_rounding: Rounding = "up"
 
 
 class RateGroupPatch(BaseModel):
@@ -70,6 +101,9 @@ class RateGroupPatch(BaseModel):
     name: GroupName | None = None
     currency: Currency | None = None
     description: Description | None = None
+    time_zone: TimeZone | None = None
+    cost_decimals: Decimals | None = None
+    cost_rounding: Rounding | None = None
 
 
 class RateOut(BaseModel):
@@ -85,6 +119,8 @@ class RateOut(BaseModel):
     grace_s: int
     effective_from: datetime | None = Field(description="None: in force from the beginning")
     effective_to: datetime | None = Field(description="None: no end")
+    periods: str = Field(description="Time-of-day prices ('' for none)")
+    next_increment_ms: int | None = Field(description="Sub-second increments; None: seconds")
 
 
 class RatePage(BaseModel):
@@ -107,6 +143,8 @@ class RateIn(BaseModel):
     grace_s: Seconds = 0
     effective_from: datetime | None = Field(default=None, description="Naive means UTC")
     effective_to: datetime | None = Field(default=None, description="Must be after the start")
+    periods: Periods = ""
+    next_increment_ms: SubSecond | None = None
 
 
 class RatePatch(BaseModel):
@@ -124,6 +162,8 @@ class RatePatch(BaseModel):
     grace_s: Seconds | None = None
     effective_from: datetime | None = None
     effective_to: datetime | None = None
+    periods: Periods | None = None
+    next_increment_ms: SubSecond | None = None
 
 
 class ImportOut(BaseModel):
@@ -166,8 +206,9 @@ async def list_rate_groups(
 )
 async def create_rate_group(body: RateGroupIn, ctx: Ctx, user: Manager) -> RateGroupOut:
     """Create a rate group: the operator's (admin) or a private one (agent in transfer mode)."""
+    terms = rate_groups.Terms(body.time_zone, body.cost_decimals, body.cost_rounding)
     group = await rate_groups.create_group(
-        ctx, user, name=body.name, currency=body.currency, description=body.description
+        ctx, user, name=body.name, currency=body.currency, description=body.description, terms=terms
     )
     return _group_out(group)
 
@@ -188,7 +229,8 @@ async def get_rate_group(rate_group_id: GroupId, ctx: Ctx, user: User) -> RateGr
 async def update_rate_group(
     rate_group_id: GroupId, body: RateGroupPatch, ctx: Ctx, user: Manager
 ) -> RateGroupOut:
-    """Rename or re-describe a group the caller owns (transfer mode) or, for an admin, any."""
+    """Rename or re-describe a group the caller owns (transfer mode) or, for an admin, any;
+    or set its time zone and cost rounding (for calls authorized from then on)."""
     group = await rate_groups.update_group(
         ctx,
         user,
@@ -196,6 +238,7 @@ async def update_rate_group(
         name=body.name,
         currency=body.currency,
         description=body.description,
+        terms=rate_groups.Terms(body.time_zone, body.cost_decimals, body.cost_rounding),
     )
     return _group_out(group)
 

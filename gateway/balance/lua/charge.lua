@@ -9,6 +9,8 @@
 -- ARGV[2]  levels JSON (rate arrays, see lib.lua)
 -- ARGV[3]  meta JSON            ARGV[4] duration (s)
 -- ARGV[5]  end JSON             ARGV[6] how long (s) the session is remembered
+-- ARGV[7]  the call's start (unix s): a rate with periods prices the call from it
+-- ARGV[8]  the duration in ms when the switch reported it, -1 otherwise (settle.lua)
 --
 -- Returns {1, 'OK', costs_json, stream_id}; {1, 'DUP', costs_json, stream_id} when
 -- this session was already settled; {0, 'SESSION_EXISTS', '', ''} when it holds a
@@ -33,13 +35,20 @@ end
 local now = tonumber(ARGV[1])
 local levels = cjson.decode(ARGV[2])
 local duration = tonumber(ARGV[4])
+local scheds = schedules(levels, tonumber(ARGV[7]))
+local duration_ms = tonumber(ARGV[8] or -1)
 local costs, billed, holds, accounts = {}, {}, {}, {}
 for i = 1, n do
     local rate = levels[i]
     local cost, b = 0, 0
     if rate[1] == 1 then
-        b = billed_seconds(rate, duration)
-        cost = call_cost(rate, duration)
+        if rate[12] and duration_ms >= 0 then
+            b = ceil_div(billed_ms(rate, duration_ms), 1000)
+            cost = call_cost_ms(rate, duration_ms, scheds[i])
+        else
+            b = billed_seconds(rate, duration)
+            cost = call_cost(rate, duration, scheds[i])
+        end
         redis.call('HINCRBY', KEYS[i + 2], 'bal', 0 - cost)
         add_spend(KEYS[i + 2], cost)
     end

@@ -36,16 +36,18 @@ local holds = cjson.decode(s[3])
 local levels = cjson.decode(s[4])
 local accounts = cjson.decode(s[5])
 local now = tonumber(ARGV[1])
+-- Priced from the answer once there is one; before it, at the worst case.
+local scheds = schedules(levels, s[6] and tonumber(s[6]) or nil)
 
 if s[8] ~= 'slice' then
     if ARGV[4] ~= '1' then
         return {1, 'OK', granted, 0, granted, 0, 0}
     end
-    local longest = chain_reach(levels, accounts, holds, tonumber(ARGV[3]))
+    local longest = chain_reach(levels, accounts, holds, tonumber(ARGV[3]), scheds)
     if longest <= granted then
         return {1, 'OK', granted, 0, granted, 0, 0}
     end
-    hold_for(levels, accounts, holds, longest)
+    hold_for(levels, accounts, holds, longest, scheds)
     local since = tonumber(s[6] or s[7])
     redis.call('HSET', KEYS[1], 'granted', longest, 'held', longest, 'holds', cjson.encode(holds))
     redis.call('ZADD', KEYS[2], since + longest + tonumber(ARGV[2]), KEYS[1])
@@ -67,12 +69,13 @@ local grew, cut, steps = 0, 0, 0
 while held < granted and held <= need and steps < 64 do
     steps = steps + 1
     local step = math.min(largest, math.max(2 * slice, 1))
-    local reach = chain_reach(levels, accounts, holds, slice_cover(levels, held + step, granted))
+    local reach = chain_reach(levels, accounts, holds, slice_cover(levels, held + step, granted),
+        scheds)
     if reach <= held then
         cut = 1
         break
     end
-    hold_for(levels, accounts, holds, reach)
+    hold_for(levels, accounts, holds, reach, scheds)
     held, slice, grew = reach, step, 1
 end
 
@@ -80,7 +83,7 @@ if was_cut and grew == 0 then
     cut = 1  -- still no money: the call stays cut at the same moment
 end
 if grew == 1 then
-    local exposure = call_cost(levels[1], granted) - holds[1]
+    local exposure = call_cost(levels[1], granted, scheds[1]) - holds[1]
     redis.call('HINCRBY', accounts[#accounts], 'exp', exposure - tonumber(s[12] or 0))
     redis.call('HSET', KEYS[1], 'held', held, 'holds', cjson.encode(holds), 'slice', slice,
         'exp', exposure)

@@ -50,6 +50,7 @@ local now = tonumber(ARGV[1])
 local max_call = tonumber(ARGV[3])
 local levels = cjson.decode(ARGV[4])
 local slice_min = tonumber(ARGV[6])
+local scheds = schedules(levels, nil)  -- not answered yet: the worst case
 local n = #KEYS - 2
 local granted = max_call
 local customer_available = 0
@@ -95,7 +96,7 @@ for i = 1, n do
         if i == 1 then
             customer_available = available
         end
-        local level_max = level_grant(rate, available, max_call)
+        local level_max = level_grant(rate, available, max_call, scheds[i])
         if level_max <= 0 then
             if why then
                 return {0, why, i, 0, '', 0, 0}
@@ -126,7 +127,7 @@ for i = 1, n do
     local rate = levels[i]
     local hold = 0
     if rate[1] == 1 then
-        hold = call_cost(rate, held)
+        hold = call_cost(rate, held, scheds[i])
         redis.call('HINCRBY', key, 'held', hold)
     end
     holds[i] = hold
@@ -144,7 +145,7 @@ redis.call('HSET', KEYS[1],
     'reserved_at', now)
 if slice_min > 0 then
     -- What the customer was granted beyond what it holds: the tree's exposure.
-    local exposure = call_cost(levels[1], granted) - holds[1]
+    local exposure = call_cost(levels[1], granted, scheds[1]) - holds[1]
     redis.call('HSET', KEYS[1], 'mode', 'slice', 'slice', slice, 'exp', exposure)
     redis.call('HINCRBY', KEYS[n + 2], 'exp', exposure)
 end

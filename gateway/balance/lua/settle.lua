@@ -10,6 +10,11 @@
 -- ARGV[3]  how long (s) the settled session is kept to answer repeats
 -- ARGV[4]  overrun grace (s): billed past the call's limit before it counts as overrun
 -- ARGV[5]  1: bill at most limit + grace (the rest is overrun, unbilled); 0: bill it all
+-- ARGV[6]  the call's start (unix s) when it has no answer time (a Stop without Start)
+-- ARGV[7]  the duration in ms when the switch's times tell it (within a second of
+--          ARGV[1]), -1 otherwise: rates with next_ms bill on it
+--
+-- A rate with periods prices the call from its answer time (lib.lua level_sched).
 --
 -- A call's limit is its grant, or its held time once it was cut (no further slice
 -- could be held and the switch was told to hang up then). A slice call that ran past
@@ -39,26 +44,38 @@ local duration = tonumber(ARGV[1])
 local holds = cjson.decode(s[2])
 local levels = cjson.decode(s[3])
 local accounts = cjson.decode(s[4])
+local scheds = schedules(levels, tonumber(s[9] or ARGV[6]))
 local granted = tonumber(s[8])
 local limit = granted
 local held = tonumber(s[11] or granted)
 if s[12] == '1' then
     limit = held
 elseif s[16] == 'slice' and duration > held then
-    limit = math.max(chain_reach(levels, accounts, holds, granted), held)
+    limit = math.max(chain_reach(levels, accounts, holds, granted, scheds), held)
 end
 local overrun = math.max(0, duration - limit - tonumber(ARGV[4]))
 local billed_duration = duration
 if ARGV[5] == '1' then
     billed_duration = duration - overrun
 end
+local duration_ms = tonumber(ARGV[7] or -1)
+if duration_ms >= 0 and ARGV[5] == '1' then
+    -- Milliseconds too are billed up to the limit (plus grace) at most.
+    duration_ms = math.min(duration_ms, (limit + tonumber(ARGV[4])) * 1000)
+end
 local costs, billed = {}, {}
 for i = 1, #accounts do
     local rate = levels[i]
     local cost, b = 0, 0
     if rate[1] == 1 then
-        b = billed_seconds(rate, billed_duration)
-        cost = call_cost(rate, billed_duration)
+        if rate[12] and duration_ms >= 0 then
+            local ms = billed_ms(rate, duration_ms)
+            b = ceil_div(ms, 1000)
+            cost = call_cost_ms(rate, duration_ms, scheds[i])
+        else
+            b = billed_seconds(rate, billed_duration)
+            cost = call_cost(rate, billed_duration, scheds[i])
+        end
         redis.call('HINCRBY', accounts[i], 'held', 0 - holds[i])
         redis.call('HINCRBY', accounts[i], 'bal', 0 - cost)
         add_spend(accounts[i], cost)

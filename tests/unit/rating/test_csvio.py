@@ -10,7 +10,7 @@ from gateway.rating import COLUMNS, Rate, RowError, iter_rows, read_rates, write
 
 from .strategies import rates
 
-HEADER = ",".join(COLUMNS)
+HEADER = ",".join(COLUMNS[:-2])  # all but periods and next_increment_ms (tested apart)
 
 
 def lines(*rows: str) -> list[str]:
@@ -229,16 +229,37 @@ def test_write_rates_format() -> None:
         out,
     )
     assert out.getvalue() == (
-        HEADER + "\n"
-        '44,"UK, London",0.0123,1,60,60,0,0,,\n'
-        "1212,USA,0,0,6,6,12,2,2024-01-01T00:00:00+00:00,2024-07-01T12:30:15.000250+00:00\n"
+        HEADER + ",periods,next_increment_ms\n"
+        '44,"UK, London",0.0123,1,60,60,0,0,,,,\n'
+        "1212,USA,0,0,6,6,12,2,2024-01-01T00:00:00+00:00,2024-07-01T12:30:15.000250+00:00,,\n"
     )
+
+
+def test_periods_column_reads_writes_and_reports() -> None:
+    text = lines(
+        "prefix,destination,price_per_min,periods",
+        '44,UK,0.01,"Mon-Fri 08:00-18:00 0.10 0.05 ; sat 9:00-13:00 0.08"',
+        "45,DK,0.01,mon 18:00-08:00 0.1",
+        "46,NO,0.01,",
+    )
+    found, errors = read_rates(text)
+    assert [r.prefix for r in found] == ["44", "46"]
+    assert found[0].periods is not None and found[1].periods is None
+    assert found[0].periods.text() == "mon-fri 08:00-18:00 0.1 0.05; sat 09:00-13:00 0.08"
+    assert [str(e) for e in errors] == [
+        "line 3: periods: a period's end must be after its start within one day "
+        "(00:00-24:00); split a night period in two"
+    ]
+    out = io.StringIO()
+    write_rates(found, out)
+    again, errors = read_rates(io.StringIO(out.getvalue()))
+    assert again == found and errors == []
 
 
 def test_write_rates_empty_writes_only_the_header() -> None:
     out = io.StringIO()
     write_rates([], out)
-    assert out.getvalue() == HEADER + "\n"
+    assert out.getvalue() == HEADER + ",periods,next_increment_ms\n"
     assert read_rates(io.StringIO(out.getvalue())) == ([], [])
 
 
