@@ -14,6 +14,7 @@ from gateway.api.endpoints import (
     call_rules,
     cdrs,
     customers,
+    exchange_rates,
     money,
     products,
     rates,
@@ -66,6 +67,7 @@ def create_app(ctx: ManagementContext) -> FastAPI:
         tickets.router,
         call_rules.router,
         products.router,
+        exchange_rates.router,
     ):
         app.include_router(router)
     return app

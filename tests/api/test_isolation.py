@@ -953,6 +953,8 @@ LISTS: Final[dict[tuple[str, str], Listing]] = {
         {"id": "products", "owner_account_id": "accounts", "base_product_id": "products"},
         MANAGERS_OK,
     ),
+    # The operator's quotes, no tree's: agents read them, customers do not.
+    ("GET", f"{V1}/exchange-rates"): Listing({}, MANAGERS_OK),
 }
 
 _B_IDS: Final = {
