@@ -292,3 +292,35 @@ async def test_exchange_rate_table_rights_and_checks(api: httpx.AsyncClient, wor
     assert listed.status_code == 200, listed.text
     [item] = listed.json()["items"]
     assert (item["from_currency"], item["to_currency"], item["rate"]) == (one, two, "1.25")
+
+
+async def test_margin_report_compares_a_group_in_another_currency_at_the_rate(
+    api: httpx.AsyncClient, world: World, db_pool: asyncpg.Pool
+) -> None:
+    usd, eur = code(), code()
+    await set_currency(db_pool, world.agent_a, usd)
+    await db_pool.execute(
+        "UPDATE rate_groups SET currency = $2 WHERE id = $1", world.rate_group, usd
+    )
+    admin = await headers(api, world, "admin")
+    customer = await customer_in(api, admin, eur, parent=world.agent_a)
+    group = (await api.get(f"{V1}/customers/{customer}", headers=admin)).json()["rate_group_id"]
+    rate = {"prefix": "44", "price_per_min_micros": 50_000}
+    made = await api.post(f"{V1}/rate-groups/{group}/rates", json=rate, headers=admin)
+    assert made.status_code == 201, made.text
+    url = f"{V1}/accounts/{world.agent_a}/margin-report"
+
+    refused = await api.get(url, headers=admin)  # 0.05 EUR against 0.06 USD: no rate
+    assert refused.status_code == 409 and refused.json()["detail"]["code"] == "NO_EXCHANGE_RATE"
+    now = datetime.now(UTC)
+    await quote(api, admin, (eur, usd), "1.1", now - timedelta(hours=2))
+    report = (await api.get(url, headers=admin)).json()
+    [ours] = [g for g in report["groups"] if g["rate_group_id"] == group]
+    # 0.05 EUR = 0.055 USD, under the agent's 0.06 USD.
+    assert [(m["prefix"], m["sell_micros"], m["margin_micros"]) for m in ours["below"]] == [
+        ("44", 55_000, -5_000)
+    ]
+    await quote(api, admin, (eur, usd), "1.3", now - timedelta(hours=1))
+    report = (await api.get(url, headers=admin)).json()
+    [ours] = [g for g in report["groups"] if g["rate_group_id"] == group]
+    assert ours["below"] == [] and ours["compared"] == 1
