@@ -28,6 +28,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from gateway.agents.cdr_reports import utc_instant
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Conflict, Forbidden, Invalid
 from gateway.agents.principal import Principal
@@ -181,6 +182,7 @@ async def add_rate(
         raise Invalid("to_currency", "must differ from from_currency")
     if effective_from.tzinfo is None:
         raise Invalid("effective_from", "must carry a time zone")
+    effective_from = utc_instant("effective_from", effective_from) or effective_from
     check_rate(rate)
     try:
         with pg_errors(), pg_integrity():
@@ -218,6 +220,7 @@ async def list_rates(
     at the same instant, where a lookup prefers the one quoted in its own direction)."""
     if principal.role == "customer":
         raise Forbidden("agents and the operator only")
+    at = utc_instant("at", at)
     where = "WHERE ($1::text IS NULL OR $1 IN (from_currency, to_currency))"
     if at is not None:
         where += (
