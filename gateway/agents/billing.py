@@ -55,6 +55,13 @@ _LEDGER_COLUMNS = {
     "kind": _KIND,
     "pocket": "e.pocket",
     "amount_micros": "e.amount_micros",
+    "currency": "a.currency",
+    # A move between currencies: this entry's amount in the other side's currency, and
+    # the quote used (1 first currency of exchange_quote = exchange_rate of the second).
+    "counter_amount_micros": "e.counter_amount_micros",
+    "counter_currency": "e.counter_currency",
+    "exchange_rate": "rtrim(rtrim(e.exchange_rate::text, '0'), '.')",
+    "exchange_quote": "e.exchange_quote",
     "counterparty_account_id": f"CASE WHEN {_COUNTERPARTY_SHOWN} THEN c.id END",
     "counterparty_name": f"CASE WHEN {_COUNTERPARTY_SHOWN} THEN c.name END",
     "reference": "e.reference",
@@ -85,6 +92,7 @@ _BALANCE_COLUMNS = {
     "parent_id": "a.parent_id",
     "billing_mode": "a.billing_mode",
     "status": "a.status",
+    "currency": "a.currency",
     "balance_micros": "a.balance_micros",
     "commission_balance_micros": "a.commission_balance_micros",
     "credit_limit_micros": "a.credit_limit_micros",

@@ -69,6 +69,7 @@ class Cdr:
     billed_s: int | None  # the customer's billed seconds
     price_per_min_micros: int | None  # the customer's rate
     cost_micros: int  # what the customer paid
+    currency: str  # the customer's, of price and cost (an agent's own may differ)
     agent_cost_micros: int | None  # what the viewing agent paid (agents only)
     nas: str
     session_id: str
@@ -124,7 +125,7 @@ SELECT c.id, c.setup_at, c.connect_at, c.disconnect_at, c.account_id, a.name AS 
         ORDER BY r.effective_from DESC LIMIT 1) AS destination,
        c.status, c.disconnect_cause AS disconnect_cause_code, c.disconnect_cause_raw,
        c.duration_s, c.billed_s_per_level[1] AS billed_s,
-       c.price_per_level_micros[1] AS price_per_min_micros, c.cost_micros,
+       c.price_per_level_micros[1] AS price_per_min_micros, c.cost_micros, a.currency,
        c.cost_per_level_micros[array_position(c.chain, $1::bigint)] AS agent_cost_micros,
        c.nas, c.session_id, c.overrun_s
 FROM cdrs c JOIN accounts a ON a.id = c.account_id

@@ -2,8 +2,9 @@
 
 Where a new account hangs: an agent creates under its own account, or under a
 sub-agent it may see when it names one (``parent_id``); the operator must say where
-(``parent_id``, null for a top-level account). The parent fixes the currency; the
-rate group must be one the caller may use and in that currency.
+(``parent_id``, null for a top-level account). The currency is chosen at creation
+(default: the parent's) and fixed afterwards; the rate group
+must be one the caller may use and in that currency.
 
 Removal is soft: status ``removed`` with ``removed_at``; the ledger and CDRs stay,
 the customer's extensions and portal users are disabled, and its caller-IDs are
@@ -161,16 +162,18 @@ async def resolve_parent(
 async def account_currency(
     conn: Connection, principal: Principal, spec: AccountSpec, parent: asyncpg.Record | None
 ) -> str:
-    """The new account's currency: the parent's, and the rate group's must match it."""
+    """The new account's currency: the one asked for, else the parent's (at the top: the
+    rate group's, else USD); the rate group must be in it. Taking the parent's unless
+    told keeps a wrong rate group a 422 rather than a customer in a surprise currency.
+    It never changes later: money between it and its parent is converted at the
+    exchange rates (``gateway.agents.exchange``)."""
     group_currency = (
         await rate_group_currency(conn, principal, spec.rate_group_id)
         if spec.rate_group_id is not None
         else None
     )
-    currency = parent["currency"] if parent is not None else (spec.currency or group_currency)
-    currency = currency or "USD"
-    if spec.currency is not None and spec.currency != currency:
-        raise Invalid("currency", f"must be the parent's currency {currency}")
+    inherited = parent["currency"] if parent is not None else group_currency
+    currency = spec.currency or inherited or "USD"
     if group_currency is not None and group_currency != currency:
         raise Invalid("rate_group_id", f"the rate group is in {group_currency}, not {currency}")
     return currency

@@ -1,12 +1,18 @@
 """The margin report of a wholesale reseller: for each rate group its accounts below
 sell at, every prefix where the sell price is under the reseller's own cost (or under
-cost plus a minimum margin), from the rates in force now."""
+cost plus a minimum margin), from the rates in force now.
+
+A group in another currency than the reseller's is compared in the reseller's: its
+prices converted at the exchange rate in force now, rounded down (a price that only
+just covers the cost is shown as below it rather than hidden); with no rate in force
+the report is refused (``NO_EXCHANGE_RATE``), since raw numbers would mislead."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from gateway.agents import exchange
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Invalid
 from gateway.agents.principal import Principal, require_account
@@ -50,6 +56,21 @@ async def _table(conn: Connection, group: int, now: datetime) -> Table:
     return {r["prefix"]: (r["price_per_min_micros"], r["destination"]) for r in rows}
 
 
+async def _in_currency(
+    conn: Connection, table: Table, from_currency: str, to_currency: str, now: datetime
+) -> Table:
+    """``table``'s prices in ``to_currency`` at the quote in force, rounded down."""
+    if from_currency == to_currency or not table:
+        return table
+    quote = await exchange.quote_in_force(conn, from_currency, to_currency, now)
+    if quote is None:
+        raise exchange.NoExchangeRate(
+            f"no exchange rate {from_currency}/{to_currency} in force to compare prices"
+        )
+    factor = quote.factor(from_currency, to_currency)
+    return {p: (exchange.convert(v, factor, up=False), d) for p, (v, d) in table.items()}
+
+
 async def report(
     ctx: ManagementContext, principal: Principal, account_id: int, min_margin_micros: int = 0
 ) -> MarginReport:
@@ -64,16 +85,23 @@ async def report(
                 )
             cost = await _table(conn, agent["rate_group_id"], now)
             sellers = await conn.fetch(
-                "SELECT a.rate_group_id, g.name, count(*) AS n FROM accounts a "
+                "SELECT a.rate_group_id, g.name, g.currency, count(*) AS n FROM accounts a "
                 "JOIN rate_groups g ON g.id = a.rate_group_id "
                 "WHERE a.parent_id = $1 AND a.status <> 'removed' "
                 "  AND (a.kind = 'customer' OR a.billing_mode = 'wholesale') "
-                "GROUP BY a.rate_group_id, g.name ORDER BY a.rate_group_id",
+                "GROUP BY a.rate_group_id, g.name, g.currency ORDER BY a.rate_group_id",
                 account_id,
             )
             groups = []
             for s in sellers:
-                compared = compare(await _table(conn, s["rate_group_id"], now), cost)
+                sell = await _in_currency(
+                    conn,
+                    await _table(conn, s["rate_group_id"], now),
+                    s["currency"],
+                    agent["currency"],
+                    now,
+                )
+                compared = compare(sell, cost)
                 below = [m for m in compared if m.margin_micros < min_margin_micros]
                 groups.append(
                     GroupMargins(

@@ -14,6 +14,12 @@ The rules (the README's "Money" section says the same for operators):
   ``commission_rate_bp > 0`` credits the parent ``floor(amount * bp / 10000)`` on its
   commission pocket, as a ``commission`` posting of the same move (one transaction,
   one key).
+- currencies: an account may hold another currency than its parent's. The amount of a
+  refill, payment or transfer is in the credited account's currency and credited
+  exactly; a payer in another currency is debited its value at the exchange rate in
+  force at the move's time, rounded up, and commission is converted into the agent's
+  currency rounded down (``gateway.agents.exchange``). Both amounts and the quote are
+  kept on each entry; with no rate in force the move is refused (``NO_EXCHANGE_RATE``).
 - withdraw: an agent moves commission into its main balance, never below zero.
 - add-funds: an agent or customer asks the operator for a refill of its own account;
   the operator approves (the refill is booked under the key ``add-funds:{id}``) or
@@ -27,10 +33,12 @@ namespaced per user; a replay returns the original ledger entries with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from gateway.agents import exchange
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.agents.principal import Principal, require_account, visible
@@ -94,19 +102,49 @@ def _require_below(principal: Principal, target: asyncpg.Record) -> None:
         raise Forbidden("an agent cannot credit its own account; send an add-funds request")
 
 
-async def _commission(conn: Connection, target: asyncpg.Record, amount: int) -> Posting | None:
-    """The parent agent's commission on ``amount`` credited to ``target``, if any."""
+async def _commission(
+    conn: Connection, target: asyncpg.Record, amount: int, at: datetime
+) -> Posting | None:
+    """The parent agent's commission on ``amount`` credited to ``target``, if any, in the
+    parent's currency (the house pays it: converted rounded down)."""
     if target["parent_id"] is None:
         return None
     parent = await conn.fetchrow(
-        "SELECT id, commission_rate_bp, status FROM accounts WHERE id = $1", target["parent_id"]
+        "SELECT id, commission_rate_bp, status, currency FROM accounts WHERE id = $1",
+        target["parent_id"],
     )
     if parent is None or parent["status"] == "removed" or parent["commission_rate_bp"] <= 0:
         return None
     commission = amount * parent["commission_rate_bp"] // 10_000
     if commission <= 0:
         return None
-    return Posting(parent["id"], commission, "commission", kind="commission")
+    if parent["currency"] == target["currency"]:
+        return Posting(parent["id"], commission, "commission", kind="commission")
+    paid = await exchange.converted(
+        conn, commission, target["currency"], parent["currency"], at, up=False
+    )
+    if paid.amount_micros <= 0:
+        return None
+    counter = paid.counter(commission, target["currency"])
+    return Posting(parent["id"], paid.amount_micros, "commission", "commission", counter)
+
+
+async def _sides(
+    conn: Connection, payer_id: int | None, target: asyncpg.Record, amount: int, at: datetime
+) -> tuple[Posting, ...]:
+    """The credit of ``amount`` to ``target`` and, with a payer, its debit: the same
+    amount, or in another currency its value at the rate in force, rounded up."""
+    credit = Posting(target["id"], amount)
+    if payer_id is None:
+        return (credit,)
+    currency: str = await conn.fetchval("SELECT currency FROM accounts WHERE id = $1", payer_id)
+    if currency == target["currency"]:
+        return (Posting(payer_id, -amount), credit)
+    paid = await exchange.converted(conn, amount, target["currency"], currency, at, up=True)
+    return (
+        Posting(payer_id, -paid.amount_micros, counter=paid.counter(-amount, target["currency"])),
+        Posting(target["id"], amount, counter=paid.counter(paid.amount_micros, currency)),
+    )
 
 
 async def _transfer_mode_payer(conn: Connection, principal: Principal) -> int | None:
@@ -166,6 +204,7 @@ async def _execute(
                 move.idempotency_key,
                 postings,
                 created_by_user_id=move.created_by_user_id,
+                at=move.at,
             )
         try:
             with pg_integrity():
@@ -215,24 +254,26 @@ async def _credit(
     _require_mover(principal)
     check_amount(amount_micros)
     key = api_key(principal, idempotency_key)
+    at = datetime.now(UTC)
     with pg_errors():
         async with ctx.pool.acquire() as conn:
             target = await require_account(conn, principal, account_id)
             _require_below(principal, target)
             payer = await _transfer_mode_payer(conn, principal)
+            postings = await _sides(conn, payer, target, amount_micros, at)
             commission = (
-                await _commission(conn, target, amount_micros) if verb == "refill" else None
+                await _commission(conn, target, amount_micros, at) if verb == "refill" else None
             )
     credit = Posting(account_id, amount_micros)
-    postings = [credit] if payer is None else [Posting(payer, -amount_micros), credit]
     kind = "transfer" if verb == "refill" and payer is not None else verb
     move = MoneyMove(
         kind,
         key,
-        tuple(postings) + ((commission,) if commission else ()),
+        postings + ((commission,) if commission else ()),
         note=note,
         reference=reference,
         created_by_user_id=principal.user_id,
+        at=at,
     )
     kinds = ("payment",) if verb == "payment" else ("refill", "transfer", "commission")
     result = await _execute(ctx, move, kinds, [credit])
@@ -287,19 +328,24 @@ async def transfer(
     check_amount(amount_micros)
     key = api_key(principal, idempotency_key)
     own = principal.account_id
+    at = datetime.now(UTC)
     with pg_errors():
         async with ctx.pool.acquire() as conn:
             target = await require_account(conn, principal, to_account_id)
             if target["id"] == own:
                 raise Forbidden("cannot transfer to your own account")
-            commission = await _commission(conn, target, amount_micros)
-    expect = [Posting(own, -amount_micros), Posting(to_account_id, amount_micros)]
+            sides = await _sides(conn, own, target, amount_micros, at)
+            commission = await _commission(conn, target, amount_micros, at)
+    # Across currencies the debit depends on the rate of the day: a replay is checked
+    # on what the target got.
+    expect = [p for p in sides if p.counter is None or p.account_id == to_account_id]
     move = MoneyMove(
         "transfer",
         key,
-        tuple(expect) + ((commission,) if commission else ()),
+        sides + ((commission,) if commission else ()),
         note=note,
         created_by_user_id=principal.user_id,
+        at=at,
     )
     result = await _execute(ctx, move, ("transfer", "commission"), expect)
     return await _outcome(ctx, result, to_account_id, own)
@@ -425,7 +471,7 @@ async def approve_funds_request(
     with pg_errors():
         async with ctx.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT r.*, a.parent_id FROM add_funds_requests r "
+                "SELECT r.*, a.parent_id, a.currency FROM add_funds_requests r "
                 "JOIN accounts a ON a.id = r.account_id WHERE r.id = $1 FOR UPDATE OF r",
                 request_id,
             )
@@ -433,14 +479,16 @@ async def approve_funds_request(
                 raise NotFound(f"add-funds request {request_id} not found")
             if row["status"] == "rejected":
                 raise Conflict("the request was rejected", code="REQUEST_REJECTED")
+            at = datetime.now(UTC)
             credit = Posting(row["account_id"], row["amount_micros"])
-            commission = await _commission(conn, row, row["amount_micros"])
+            commission = await _commission(conn, row, row["amount_micros"], at)
             move = MoneyMove(
                 "refill",
                 f"add-funds:{request_id}",
                 (credit,) + ((commission,) if commission else ()),
                 note=f"add-funds request {request_id}",
                 created_by_user_id=principal.user_id,
+                at=at,
             )
             result = await _execute(ctx, move, ("refill", "commission"), [credit])
             if row["status"] == "pending":

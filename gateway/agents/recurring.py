@@ -18,6 +18,12 @@ rule applies: ``suspend`` disables the subscriber (reason ``unpaid``) and retrie
 ``recurring.retry_interval_s``. A charge still unpaid when its period ends is
 ``abandoned``. A charge that succeeds re-enables an account suspended as unpaid once
 nothing else of it is unpaid.
+
+Currencies: a product is priced in its owner's currency (the operator's products: in
+the currency of the account buying it). A payer in another currency pays the price
+converted at the exchange rate in force at the charge's time, rounded up
+(``gateway.agents.exchange``), its entry keeping the price and the quote; with no
+rate in force the charge stays unpaid (``NO_EXCHANGE_RATE``) and is retried.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from datetime import UTC, date, datetime
 
 import asyncpg
 
+from gateway.agents import exchange
 from gateway.agents.context import ManagementContext
 from gateway.agents.periods import period_end, period_starts
 from gateway.balance.moves import MoneyMove, MoveRefused, Posting, move_money
@@ -86,36 +93,51 @@ async def open_periods(conn: Connection, through: date) -> int:
     return int(inserted)
 
 
-async def _postings(conn: Connection, subscription: asyncpg.Record) -> list[Posting]:
-    """The subscriber's debit and each charged agent's, up the product's base chain."""
+async def _postings(conn: Connection, subscription: asyncpg.Record, at: datetime) -> list[Posting]:
+    """The subscriber's debit and each charged agent's, up the product's base chain,
+    each in its payer's currency."""
     postings: list[Posting] = []
     account_id: int = subscription["account_id"]
     product_id: int | None = subscription["product_id"]
     payer_is_subscriber = True
     while product_id is not None:
         product = await conn.fetchrow(
-            "SELECT id, owner_account_id, base_product_id, price_micros FROM products "
-            "WHERE id = $1",
+            "SELECT p.id, p.owner_account_id, p.base_product_id, p.price_micros, "
+            "o.currency FROM products p LEFT JOIN accounts o ON o.id = p.owner_account_id "
+            "WHERE p.id = $1",
             product_id,
         )
         if product is None:
             break
         payer = await conn.fetchrow(
-            "SELECT id, kind, billing_mode FROM accounts WHERE id = $1", account_id
+            "SELECT id, kind, billing_mode, currency FROM accounts WHERE id = $1", account_id
         )
         charged = payer is not None and (
             payer_is_subscriber
             or payer["kind"] == "customer"
             or payer["billing_mode"] == "wholesale"
         )
-        if charged and product["price_micros"] > 0:
-            postings.append(Posting(account_id, -product["price_micros"]))
+        if charged and payer is not None and product["price_micros"] > 0:
+            postings.append(await _debit(conn, payer, product, at))
         if product["owner_account_id"] is None:
             break
         account_id = product["owner_account_id"]
         product_id = product["base_product_id"]
         payer_is_subscriber = False
     return postings
+
+
+async def _debit(
+    conn: Connection, payer: asyncpg.Record, product: asyncpg.Record, at: datetime
+) -> Posting:
+    """The payer's debit for ``product``: its price, or the price's value in the payer's
+    currency when the product's owner sells in another (the payer rounds up)."""
+    price: int = product["price_micros"]
+    priced_in = product["currency"] or payer["currency"]  # the operator's: the buyer's
+    if priced_in == payer["currency"]:
+        return Posting(payer["id"], -price)
+    paid = await exchange.converted(conn, -price, priced_in, payer["currency"], at, up=True)
+    return Posting(payer["id"], paid.amount_micros, counter=paid.counter(-price, priced_in))
 
 
 async def _lease(pool: asyncpg.Pool, batch: int) -> list[asyncpg.Record]:
@@ -146,8 +168,17 @@ async def charge_one(
                 charge["subscription_id"],
             )
             assert sub is not None  # charges are deleted with their subscription
-            postings = await _postings(conn, sub)
+            at = datetime.now(UTC)
+            try:
+                postings = await _postings(conn, sub, at)
+            except exchange.NoExchangeRate as missing:
+                postings = None
+                no_rate = f"{missing.code}: {missing.message}"
     period: date = charge["period_start"]
+    if postings is None:
+        end = period_end(sub["kind"], period, sub["bill_day"])
+        status = "abandoned" if end is not None and end <= today else "unpaid"
+        return await _record(ctx, charge["id"], sub, status, 0, (), no_rate)
     if not postings:
         return await _record(ctx, charge["id"], sub, "charged", 0, (), "nothing to pay")
     move = MoneyMove(
@@ -157,6 +188,7 @@ async def charge_one(
         note=f"{sub['name']} from {period.isoformat()}",
         reference=f"subscription {sub['id']}",
         within_credit_limit=sub["on_unpaid"] == "negative",
+        at=at,
     )
     try:
         try:

@@ -14,6 +14,7 @@ from gateway.api.endpoints import (
     call_rules,
     cdrs,
     customers,
+    exchange_rates,
     invoices,
     low_balance,
     money,
@@ -72,6 +73,7 @@ def create_app(ctx: ManagementContext) -> FastAPI:
         products.router,
         invoices.router,
         low_balance.router,
+        exchange_rates.router,
     ):
         app.include_router(router)
     return app

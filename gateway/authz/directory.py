@@ -65,9 +65,16 @@ class Account:
                 self.inbound_rate_group_id,
                 self.rules,
                 inbound=True,
+                currency=self.currency,
             )
         return ChainAccount(
-            self.id, self.root_id, self.kind, self.billing_mode, self.rate_group_id, self.rules
+            self.id,
+            self.root_id,
+            self.kind,
+            self.billing_mode,
+            self.rate_group_id,
+            self.rules,
+            currency=self.currency,
         )
 
 

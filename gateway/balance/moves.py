@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 
 import asyncpg
 
@@ -47,16 +49,32 @@ class MoveRefused(GatewayError):
 
 
 @dataclass(frozen=True, slots=True)
+class Counter:
+    """A posting of a cross-currency move seen in the other side's currency: this
+    posting's amount expressed in ``currency`` (same sign), at quote ``rate_id``
+    (1 first currency of ``quote`` = ``rate`` of its second)."""
+
+    amount_micros: int
+    currency: str
+    rate: Decimal
+    quote: str
+    rate_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Posting:
-    """One account's side of a move: a signed amount on its main or commission balance.
+    """One account's side of a move: a signed amount on its main or commission balance,
+    in that account's currency.
 
     ``kind`` types this posting's ledger entry when it differs from the move's (the
-    parent's commission booked inside a customer's refill is a ``commission``)."""
+    parent's commission booked inside a customer's refill is a ``commission``);
+    ``counter`` is set on the postings of a move between currencies."""
 
     account_id: int
     amount_micros: int
     pocket: str = "main"
     kind: str = ""
+    counter: Counter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +95,9 @@ class MoneyMove:
     reference: str = ""
     created_by_user_id: int | None = None
     within_credit_limit: bool = False
+    # When the move happened (its exchange rates were looked up at this instant);
+    # None: the transaction's time.
+    at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in MOVE_KINDS:
@@ -213,10 +234,13 @@ async def _book(
         counterparty = next(
             (q.account_id for q in move.postings if q.account_id != p.account_id), None
         )
+        c = p.counter
         ledger_id = await conn.fetchval(
             "INSERT INTO ledger_entries (account_id, kind, pocket, amount_micros, "
             "counterparty_account_id, idempotency_key, reference, note, created_by_user_id, "
-            "account_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            "account_version, created_at, counter_amount_micros, counter_currency, "
+            "exchange_rate, exchange_quote, exchange_rate_id) VALUES ($1, $2, $3, $4, $5, $6, "
+            "$7, $8, $9, $10, coalesce($11, now()), $12, $13, $14, $15, $16) RETURNING id",
             p.account_id,
             p.kind or move.kind,
             p.pocket,
@@ -227,6 +251,12 @@ async def _book(
             move.note,
             move.created_by_user_id,
             version,
+            move.at,
+            None if c is None else c.amount_micros,
+            None if c is None else c.currency,
+            None if c is None else c.rate,
+            None if c is None else c.quote,
+            None if c is None else c.rate_id,
         )
         ledger_ids.append(ledger_id)
         if version is not None:

@@ -16,6 +16,7 @@ types. The whole tree, with where each error is raised::
     ├── RateFileInvalid           rate decks: every bad row (db/rates)
     └── ManagementError           the management service's refusals (agents/errors),
         ├── NotFound  Unauthenticated  Forbidden  Conflict  RateLimited
+        ├── Conflict ── NoExchangeRate (agents/exchange)
         ├── Invalid ── DeckInvalid (agents/rates), BatchInvalid (agents/customers_batch)
         └── (each with a stable code; api/errors maps each to one HTTP status)
 

@@ -39,6 +39,8 @@ class ChainAccount:
     # Rated for an inbound call to a DID: ``rate_group_id`` is the inbound group, and
     # none means the level gets the call free.
     inbound: bool = False
+    # Its prices are in this currency ("": not known, taken as the chain's one).
+    currency: str = ""
 
     @property
     def charged(self) -> bool:

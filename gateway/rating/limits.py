@@ -24,6 +24,8 @@ def check(accounts: Sequence[ChainAccount], priced: Priced, number: str) -> Refu
     agent with ``negative_margin = "refuse"``, the nearest charged level below it is
     what it sells to; that level's per-minute price must be at least the agent's own
     plus its minimum margin (connect fees aside: a per-minute loss is what repeats).
+    Prices in two currencies are not compared (rating does no I/O, so no exchange
+    rate): the margin rule binds only a level selling in its own currency.
     """
     levels = priced.chain.levels
     customer_rate = levels[0].rate
@@ -41,17 +43,24 @@ def check(accounts: Sequence[ChainAccount], priced: Priced, number: str) -> Refu
         if limit is not None and price > limit:
             return Refusal(Reason.PRICE_LIMIT, account.id, depth, f"{price}/min over {limit}/min")
         if rules.negative_margin == "refuse" and depth > 0 and levels[depth].charged:
-            refusal = _margin(levels, depth, account.id, rules.min_margin_micros)
+            refusal = _margin(accounts, levels, depth, rules.min_margin_micros)
             if refusal is not None:
                 return refusal
     return None
 
 
-def _margin(levels: Sequence[Level], depth: int, account_id: int, minimum: int) -> Refusal | None:
+def _margin(
+    accounts: Sequence[ChainAccount], levels: Sequence[Level], depth: int, minimum: int
+) -> Refusal | None:
     cost_rate = levels[depth].rate
-    below = next((lv for lv in reversed(levels[:depth]) if lv.charged), None)
-    if cost_rate is None or below is None or below.rate is None:
+    under = next((d for d in range(depth - 1, -1, -1) if levels[d].charged), None)
+    if cost_rate is None or under is None:
         return None
+    below = levels[under]
+    seller, buyer = accounts[depth].currency, accounts[under].currency
+    if below.rate is None or (seller and buyer and seller != buyer):
+        return None
+    account_id = accounts[depth].id
     sold, cost = below.rate.price_per_min_micros, cost_rate.price_per_min_micros
     if sold < cost + minimum:
         return Refusal(

@@ -245,7 +245,8 @@ async def test_create_validates_fields(
         ({"credit_limit_micros": -1}, "credit_limit_micros"),
         ({"max_concurrent_calls": -1}, "max_concurrent_calls"),
         ({"currency": "usd"}, "currency"),
-        ({"currency": "EUR"}, "currency"),  # not the parent's
+        # Another currency than the parent's is allowed, with a rate group in it.
+        ({"currency": "EUR"}, "rate_group_id"),
         ({"login": "has space"}, "login"),
         ({"login": uniq(world, "l"), "password": "short"}, "password"),
         ({"password": "without a login"}, "login"),

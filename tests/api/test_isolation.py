@@ -1006,6 +1006,8 @@ LISTS: Final[dict[tuple[str, str], Listing]] = {
     ("GET", f"{V1}/invoices"): Listing(
         {"id": "invoices", "account_id": "accounts", "issuer_account_id": "accounts"}
     ),
+    # The operator's quotes, no tree's: agents read them, customers do not.
+    ("GET", f"{V1}/exchange-rates"): Listing({}, MANAGERS_OK),
 }
 
 _B_IDS: Final = {

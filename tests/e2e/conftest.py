@@ -55,9 +55,11 @@ class Gateway:
         balance: int = 10_000_000,
         agent_balance: int = 10**9,
         increments: tuple[int, int] = (60, 60),
+        currencies: tuple[str, str] = ("USD", "USD"),
     ) -> Customer:
         """A customer under a wholesale agent, rated for 49 (0.06/min, agent 0.03/min),
-        both billed in ``increments`` (first, next)."""
+        both billed in ``increments`` (first, next); ``currencies``: the customer's and
+        the agent's (each rate group in its account's)."""
         n = next(_seq)
         first, step = increments
         async with self.pool.acquire() as conn:
@@ -73,6 +75,16 @@ class Gateway:
             customer = await factories.account(
                 conn, parent=agent, balance=balance, rate_group_id=retail
             )
+            for account, group, currency in (
+                (customer, retail, currencies[0]),
+                (agent, wholesale, currencies[1]),
+            ):
+                await conn.execute(
+                    "UPDATE accounts SET currency = $2 WHERE id = $1", account, currency
+                )
+                await conn.execute(
+                    "UPDATE rate_groups SET currency = $2 WHERE id = $1", group, currency
+                )
             extension = f"e2e{n}x{customer}"
             caller_id = f"4420{customer:08d}"
             await conn.execute(

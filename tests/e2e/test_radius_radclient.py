@@ -104,6 +104,38 @@ async def test_whole_call_is_authorized_and_billed_once(gateway: Gateway) -> Non
     assert balances[c.agent_id] == 10**9 - 90_000
 
 
+async def test_a_chain_in_two_currencies_pays_each_level_in_its_own(gateway: Gateway) -> None:
+    """A EUR customer under a USD wholesale agent: the switch is told EUR, the customer
+    pays its EUR rate and the agent its USD rate, no exchange rate involved."""
+    c = await gateway.customer(balance=1_000_000, currencies=("EUR", "USD"))
+    session = f"fx-{c.account_id}"
+    code, out = await radclient(
+        gateway.auth_port,
+        "auth",
+        _call(c, session, f'User-Password = "{c.password}", Message-Authenticator = 0x00'),
+    )
+    assert code == 0 and "Access-Accept" in out, out
+    assert 'h323-currency = "h323-currency=EUR"' in out, out
+    assert 'h323-credit-time = "h323-credit-time=960"' in out, out  # 1.00 EUR at 0.06/min
+    for status, extra in (("Start", ""), ("Stop", ", Acct-Session-Time = 125")):
+        code, out = await radclient(
+            gateway.acct_port, "acct", _call(c, session, f"Acct-Status-Type = {status}{extra}")
+        )
+        assert code == 0 and "Accounting-Response" in out, (status, out)
+    await gateway.drain()
+    [cdr] = await _cdrs(gateway, session)
+    assert list(cdr["cost_per_level_micros"]) == [180_000, 90_000]  # type: ignore[call-overload]
+    rows = await gateway.pool.fetch(
+        "SELECT a.id, a.balance_micros, a.currency FROM accounts a WHERE a.id = ANY($1::bigint[])",
+        [c.account_id, c.agent_id],
+    )
+    got = {r["id"]: (r["balance_micros"], r["currency"]) for r in rows}
+    assert got == {
+        c.account_id: (1_000_000 - 180_000, "EUR"),
+        c.agent_id: (10**9 - 90_000, "USD"),
+    }
+
+
 async def test_retransmitted_stop_gets_the_same_reply_and_one_cdr(gateway: Gateway) -> None:
     c = await gateway.customer()
     session = f"retx-{c.account_id}"

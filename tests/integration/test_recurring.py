@@ -134,3 +134,49 @@ async def test_money_held_by_calls_is_not_spent_on_a_fee(
     assert outcome.status == "unpaid" and "INSUFFICIENT_FUNDS" in outcome.detail
     balance = await db_pool.fetchval("SELECT balance_micros FROM accounts WHERE id = $1", customer)
     assert balance == 1_000_000
+
+
+async def _in_currencies(pool: asyncpg.Pool, agent: int, customer: int, pair: str) -> None:
+    """The agent sells in ``Z{pair}U``, its customer holds ``Z{pair}E``."""
+    await pool.execute("UPDATE accounts SET currency = $2 WHERE id = $1", agent, f"Z{pair}U")
+    await pool.execute("UPDATE accounts SET currency = $2 WHERE id = $1", customer, f"Z{pair}E")
+
+
+async def test_a_fee_priced_in_the_sellers_currency_is_converted_for_the_payer(
+    ctx: ManagementContext, db_pool: asyncpg.Pool
+) -> None:
+    agent, [customer], [sub] = await _subscribed(db_pool, 1)
+    await _in_currencies(db_pool, agent, customer, "A")
+    await db_pool.execute(
+        "INSERT INTO exchange_rates (from_currency, to_currency, rate, effective_from) "
+        "VALUES ('ZAU', 'ZAE', 0.333333, now() - interval '1 day')"
+    )
+    [outcome] = [o for o in await charge_due(ctx) if o.subscription_id == sub]
+    # 0.07 ZAU at 0.333333 = 23333.31 ZAE micros: the payer rounds up to 23334. The
+    # agent pays the operator's product in its own currency, unconverted.
+    assert outcome.status == "charged" and outcome.amount_micros == 23_334
+    rows = {
+        r["account_id"]: r
+        for r in await db_pool.fetch(
+            "SELECT * FROM ledger_entries WHERE id = ANY($1::bigint[])", list(outcome.ledger_ids)
+        )
+    }
+    paid = rows[customer]
+    assert (paid["amount_micros"], paid["counter_amount_micros"]) == (-23_334, -FEE)
+    assert (paid["counter_currency"], paid["exchange_quote"]) == ("ZAU", "ZAU/ZAE")
+    assert rows[agent]["amount_micros"] == -BASE_FEE and rows[agent]["counter_currency"] is None
+
+
+async def test_a_fee_with_no_rate_in_force_stays_unpaid_and_moves_nothing(
+    ctx: ManagementContext, db_pool: asyncpg.Pool
+) -> None:
+    agent, [customer], [sub] = await _subscribed(db_pool, 1)
+    await _in_currencies(db_pool, agent, customer, "B")
+    [outcome] = [o for o in await charge_due(ctx) if o.subscription_id == sub]
+    assert outcome.status == "unpaid" and outcome.detail.startswith("NO_EXCHANGE_RATE")
+    moved = await db_pool.fetchval(
+        "SELECT count(*) FROM ledger_entries WHERE kind = 'recurring' "
+        "AND account_id = ANY($1::bigint[])",
+        [agent, customer],
+    )
+    assert moved == 0

@@ -11,9 +11,11 @@ import csv
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
+import httpx
 from playwright.async_api import Page
 
-from tests.api.world import World
+from tests.api.world import PASSWORD, World
 from tests.portal.conftest import log_in, screenshot
 
 AGENT_TABS = [
@@ -124,3 +126,39 @@ async def test_customer_sees_only_its_own_entries(
     download = await page.request.get(f"{portal_url}/portal/billing/payment-log.csv")
     lines = (await download.text()).splitlines()
     assert len(lines) == 2 and lines[1].split(",")[2] == str(world.a1)
+
+
+async def test_payment_log_shows_both_amounts_of_a_move_between_currencies(
+    page: Page, portal_url: str, world: World, db_pool: asyncpg.Pool
+) -> None:
+    # agent_b sells in "YUS" to a customer in "YEU" at 1 YEU = 1.085 YUS (codes of this
+    # test's own: the exchange-rate table is the run's).
+    usd, eur = "YUS", "YEU"
+    await db_pool.execute("UPDATE accounts SET currency = $2 WHERE id = $1", world.agent_b, usd)
+    await db_pool.execute("UPDATE accounts SET currency = $2 WHERE id = $1", world.b1, eur)
+    await db_pool.execute(
+        "INSERT INTO exchange_rates (from_currency, to_currency, rate, effective_from) "
+        "VALUES ($1, $2, 1.085, now() - interval '1 hour') ON CONFLICT DO NOTHING",
+        eur,
+        usd,
+    )
+    async with httpx.AsyncClient(base_url=portal_url) as api:
+        login = {"login": world.login("agent_b"), "password": PASSWORD}
+        token = (await api.post("/api/v1/auth/login", json=login)).json()["token"]
+        move = {"to_account_id": world.b1, "amount_micros": 10_000_000, "idempotency_key": "fx"}
+        reply = await api.post(
+            "/api/v1/transfers", json=move, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert reply.status_code == 201, reply.text
+    await log_in(page, portal_url, world, "agent_b")
+    await page.goto(f"{portal_url}/portal/billing/payment-log?account_id={world.b1}")
+    row = page.locator("#report tr[data-account]").first
+    cell = row.locator("td.num")
+    assert " ".join((await cell.inner_text()).split()) == (
+        f"10.0000 {eur} = 10.8500 {usd} at {eur}/{usd} 1.085"
+    )
+    await page.goto(f"{portal_url}/portal/billing/payment-log?account_id={world.agent_b}")
+    assert " ".join((await page.locator("#report td.num").first.inner_text()).split()) == (
+        f"-10.8500 {usd} = -10.0000 {eur} at {eur}/{usd} 1.085"
+    )
+    await screenshot(page, "billing-payment-log-currencies")

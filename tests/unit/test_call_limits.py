@@ -107,6 +107,17 @@ def test_the_margin_is_against_the_nearest_charged_level_below() -> None:
     assert reason(*chain(60_000, 56_000, 55_000, rules={2: refuse})) is None
 
 
+def test_prices_in_two_currencies_are_not_compared_for_the_margin() -> None:
+    refuse = CallRules(negative_margin="refuse")
+    accounts, priced = chain(60_000, 70_000, rules={1: refuse})
+    in_eur = [dataclasses.replace(accounts[0], currency="EUR"), accounts[1]]
+    in_usd = [in_eur[0], dataclasses.replace(accounts[1], currency="USD")]
+    assert reason(in_eur, priced) == (Reason.NEGATIVE_MARGIN, 1)  # the agent's unknown
+    assert reason(in_usd, priced) is None  # 0.06 EUR against 0.07 USD: no rate to say
+    same = [in_eur[0], dataclasses.replace(accounts[1], currency="EUR")]
+    assert reason(same, priced) == (Reason.NEGATIVE_MARGIN, 1)
+
+
 def test_a_minimum_margin_per_minute() -> None:
     wants = CallRules(negative_margin="refuse", min_margin_micros=30_000)
     assert reason(*chain(60_000, 30_000, rules={1: wants})) is None

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway.agents import billing
 from gateway.agents.billing import Report, ReportQuery
@@ -84,6 +84,15 @@ class LedgerItem(BaseModel):
     kind: str
     pocket: str
     amount_micros: int
+    currency: str = Field(description="The account's currency, the one of amount_micros")
+    counter_amount_micros: int | None = Field(
+        description="Across currencies: this amount in the other side's currency"
+    )
+    counter_currency: str | None
+    exchange_rate: str | None = Field(
+        description="The quote used: 1 of exchange_quote's first currency = this of its second"
+    )
+    exchange_quote: str | None = Field(description='e.g. "EUR/USD"')
     counterparty_account_id: int | None
     counterparty_name: str | None
     reference: str
@@ -118,6 +127,7 @@ class BalanceItem(BaseModel):
     parent_id: int | None
     billing_mode: str | None
     status: str
+    currency: str = Field(description="The account's currency, the one of its amounts")
     balance_micros: int
     commission_balance_micros: int
     credit_limit_micros: int

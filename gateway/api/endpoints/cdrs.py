@@ -44,6 +44,10 @@ class CdrOut(BaseModel):
     billed_s: int | None = Field(description="Seconds billed to the customer")
     price_per_min_micros: int | None = Field(description="The customer's rate")
     cost_micros: int = Field(description="What the customer paid")
+    currency: str = Field(
+        description="The customer's currency, of price and cost; agent_cost_micros is in "
+        "the viewing agent's own"
+    )
     agent_cost_micros: int | None = Field(
         description="What the call cost the viewing agent at its own level (agents only)"
     )

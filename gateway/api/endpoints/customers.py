@@ -145,7 +145,12 @@ class CustomerIn(BaseModel):
     )
     credit_limit_micros: Micros = 0
     max_concurrent_calls: MaxCalls | None = None
-    currency: Currency | None = Field(None, description="Default: the parent's")
+    currency: Currency | None = Field(
+        None,
+        description="Default: the parent's. Another currency is allowed (fixed afterwards; "
+        "the rate group must be in it): money moves to and from it are converted at the "
+        "exchange rates (/api/v1/exchange-rates)",
+    )
     contact_emails: Emails = []
     login: Login | None = Field(None, description="Create the customer's portal user")
     password: Password | None = Field(None, description="Generated and returned when absent")
