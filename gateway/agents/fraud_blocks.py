@@ -11,7 +11,6 @@ reason and the detail.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 
@@ -63,35 +62,27 @@ async def block(pool: asyncpg.Pool, alerts: AlertsConfig, crossed: Crossed) -> b
             recipients = list(parent["contact_emails"]) if parent is not None else []
             if alerts.operator_email:
                 recipients.append(alerts.operator_email)
-            for recipient in dict.fromkeys(recipients):
-                await outbox.enqueue(
-                    conn,
-                    kind=KIND,
-                    recipient=recipient,
-                    subject=subject,
-                    body=body,
-                    dedupe_key=f"{key}:{recipient}",
-                )
-            if alerts.webhook_url:
-                payload = {
-                    "event": EVENT,
-                    "account_id": row["id"],
-                    "account_name": row["name"],
-                    "kind": row["kind"],
-                    "agent_id": row["parent_id"],
-                    "rule": crossed.rule,
-                    "detail": crossed.detail,
-                    "at": now.isoformat(),
-                }
-                await outbox.enqueue(
-                    conn,
-                    kind=KIND,
-                    recipient=alerts.webhook_url,
-                    subject=EVENT,
-                    body=json.dumps(payload, separators=(",", ":")),
-                    dedupe_key=f"{key}:webhook",
-                    channel="webhook",
-                )
+            payload = {
+                "event": EVENT,
+                "account_id": row["id"],
+                "account_name": row["name"],
+                "kind": row["kind"],
+                "agent_id": row["parent_id"],
+                "rule": crossed.rule,
+                "detail": crossed.detail,
+                "at": now.isoformat(),
+            }
+            await outbox.notify(
+                conn,
+                kind=KIND,
+                key=key,
+                recipients=recipients,
+                subject=subject,
+                body=body,
+                webhook_url=alerts.webhook_url,
+                event=EVENT,
+                payload=payload,
+            )
     metrics.child(metrics.FRAUD_BLOCKS, crossed.rule).inc()
     log.warning(
         "fraud.blocked",

@@ -28,7 +28,6 @@ on within ``low_balance.check_interval_s``.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,39 +170,30 @@ async def _notify(conn: Connection, alerts: AlertsConfig, row: asyncpg.Record, n
         "You are told once; the next notice comes after it has been above the "
         "threshold again.\n"
     )
-    recipients = [*row["contact_emails"], *row["parent_emails"]]
-    for recipient in dict.fromkeys(recipients):
-        await outbox.enqueue(
-            conn,
-            kind=KIND,
-            recipient=recipient,
-            subject=subject,
-            body=body,
-            dedupe_key=f"{key}:{recipient}",
-        )
-    if alerts.webhook_url:
-        payload = {
-            "event": EVENT,
-            "account_id": row["id"],
-            "account_name": row["name"],
-            "kind": row["kind"],
-            "agent_id": row["parent_id"],
-            "available_micros": available,
-            "threshold_micros": threshold,
-            "currency": currency,
-            "crossing": n,
-            "auto_refill_micros": row["auto_refill_micros"],
-            "at": now.isoformat(),
-        }
-        await outbox.enqueue(
-            conn,
-            kind=KIND,
-            recipient=alerts.webhook_url,
-            subject=EVENT,
-            body=json.dumps(payload, separators=(",", ":")),
-            dedupe_key=f"{key}:webhook",
-            channel="webhook",
-        )
+    payload = {
+        "event": EVENT,
+        "account_id": row["id"],
+        "account_name": row["name"],
+        "kind": row["kind"],
+        "agent_id": row["parent_id"],
+        "available_micros": available,
+        "threshold_micros": threshold,
+        "currency": currency,
+        "crossing": n,
+        "auto_refill_micros": row["auto_refill_micros"],
+        "at": now.isoformat(),
+    }
+    await outbox.notify(
+        conn,
+        kind=KIND,
+        key=key,
+        recipients=[*row["contact_emails"], *row["parent_emails"]],
+        subject=subject,
+        body=body,
+        webhook_url=alerts.webhook_url,
+        event=EVENT,
+        payload=payload,
+    )
 
 
 async def claim_crossings(

@@ -19,15 +19,17 @@ With ``smtp.host`` empty nothing is sent: mail waits in the outbox.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import smtplib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from functools import partial
+from typing import Any
 
 import asyncpg
 from prometheus_client import Counter
@@ -84,6 +86,42 @@ async def enqueue(
         channel,
     )
     return queued is not None
+
+
+async def notify(
+    conn: Connection,
+    *,
+    kind: str,
+    key: str,
+    recipients: Sequence[str],
+    subject: str,
+    body: str,
+    webhook_url: str = "",
+    event: str = "",
+    payload: Mapping[str, Any] | None = None,
+) -> None:
+    """Queue one event's notices: a mail to each recipient (once each, in order) and,
+    with ``webhook_url``, the JSON ``payload`` POSTed there; each deduplicated under
+    ``key``, so an event queued twice is sent once."""
+    for recipient in dict.fromkeys(recipients):
+        await enqueue(
+            conn,
+            kind=kind,
+            recipient=recipient,
+            subject=subject,
+            body=body,
+            dedupe_key=f"{key}:{recipient}",
+        )
+    if webhook_url and payload is not None:
+        await enqueue(
+            conn,
+            kind=kind,
+            recipient=webhook_url,
+            subject=event,
+            body=json.dumps(payload, separators=(",", ":")),
+            dedupe_key=f"{key}:webhook",
+            channel="webhook",
+        )
 
 
 @dataclass(frozen=True, slots=True)
