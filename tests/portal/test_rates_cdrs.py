@@ -55,12 +55,39 @@ async def test_rates_search_by_prefix_and_download(
             headers=admin,
         )
         assert reply.status_code == 201, reply.text
+    terms = {"time_zone": "Europe/Berlin", "cost_decimals": 4, "cost_rounding": "half_up"}
+    reply = await api.patch(f"/api/v1/rate-groups/{world.rate_group}", json=terms, headers=admin)
+    assert reply.status_code == 200, reply.text
+    for prefix, more in (
+        ("4940", {"periods": "mon-fri 08:00-18:00 0.03"}),
+        ("4941", {"next_increment_s": 1, "next_increment_ms": 100, "price_per_min_micros": 11_000}),
+    ):
+        reply = await api.post(
+            f"/api/v1/rate-groups/{world.rate_group}/rates",
+            json={
+                "prefix": prefix,
+                "destination": "Germany Hamburg",
+                "price_per_min_micros": 12_000,
+                "effective_from": "2024-01-01T00:00:00Z",
+                **more,  # may set its own price
+            },
+            headers=admin,
+        )
+        assert reply.status_code == 201, reply.text
     await log_in(page, portal_url, world, "agent_a")
     await page.click("header nav >> text=Rates")
+    assert await page.locator("#group-zone").inner_text() == "Europe/Berlin"
+    assert await page.locator("#group-rounding").inner_text() == "half up to 4 decimals"
+    peak = await _cells(page, "#rates tr[data-prefix='4940'] td")
+    assert peak[4] == "60/60 s" and "mon-fri 08:00-18:00" in peak[8], peak
+    ms = await _cells(page, "#rates tr[data-prefix='4941'] td")
+    assert ms[4] == "60 s/100 ms" and ms[8] == "—", ms
     assert await _cells(page, "#rates tr[data-prefix] td:first-child") == [
         "33",
         "44",
         "4930",
+        "4940",
+        "4941",
         "4989",
     ]
     await page.fill("input[name=prefix]", "493")
@@ -81,6 +108,8 @@ async def test_rates_search_by_prefix_and_download(
         "4989",
         "4930",
         "33",
+        "4940",
+        "4941",
     ]
 
     # A prefix is digits: the API's refusal shows next to the field.
@@ -94,7 +123,8 @@ async def test_rates_search_by_prefix_and_download(
     target = tmp_path / "rates.csv"
     await download.save_as(target)
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
-    assert sorted(r["prefix"] for r in rows) == ["33", "44", "4930", "4989"]
+    assert sorted(r["prefix"] for r in rows) == ["33", "44", "4930", "4940", "4941", "4989"]
+    assert next(r for r in rows if r["prefix"] == "4940")["periods"] == "mon-fri 08:00-18:00 0.03"
 
 
 MAY = datetime(2019, 5, 10, 9, 0, tzinfo=UTC)

@@ -74,6 +74,7 @@ RATE_COLUMNS = [
     ("Min / grace", "", True),
     ("From", "effective_from", False),
     ("Until", "", False),
+    ("Peak / off-peak", "", False),
 ]
 RATE_FILTERS = ("prefix", "destination", "number", "in_force")
 
