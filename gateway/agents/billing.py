@@ -23,19 +23,14 @@ import asyncpg
 from gateway.agents.context import ManagementContext
 from gateway.agents.errors import Invalid
 from gateway.agents.principal import Principal, require_account, visible
+from gateway.balance.moves import MOVE_KINDS
 from gateway.db import Connection
 from gateway.db.pool import pg_errors
 
 SCOPES = ("all", "own", "customers")
-REPORTED_KINDS = (
-    "refill",
-    "payment",
-    "transfer",
-    "commission",
-    "commission_withdraw",
-    "adjustment",
-    "recurring",
-)
+# The money moves the ledger reports show: every kind a move books (call debits are in
+# the CDR reports).
+REPORTED_KINDS = MOVE_KINDS
 
 # $1 the caller's grants and $2 its own account (NULL for the operator), in every query.
 _KIND = (

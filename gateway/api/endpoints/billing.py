@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from gateway.agents import billing
-from gateway.agents.billing import Report, ReportQuery
+from gateway.agents.billing import REPORTED_KINDS, Report, ReportQuery
 from gateway.agents.errors import Invalid
 from gateway.api.csvout import csv_response
 from gateway.api.deps import Ctx, Page, Paging, User, paging_with
@@ -236,7 +236,7 @@ async def payment_log(
     kind: Annotated[
         str | None,
         Query(
-            pattern="^(refill|payment|transfer|commission|commission_withdraw|adjustment|recurring)$",
+            pattern=f"^({'|'.join(REPORTED_KINDS)})$",
             description="Only this kind of entry",
         ),
     ] = None,
