@@ -69,8 +69,13 @@ def charge_key(subscription_id: int, period_start: date) -> str:
 
 async def open_periods(conn: Connection, through: date) -> int:
     """Insert the charge rows of every period begun by ``through``; how many are new."""
+    # Only periods after a subscription's latest row are offered: every round of every
+    # process runs this, and the ones before are there already.
     subs = await conn.fetch(
-        "SELECT s.id, s.starts_on, s.ends_on, s.bill_day, p.kind FROM subscriptions s "
+        "SELECT s.id, s.starts_on, s.ends_on, s.bill_day, p.kind, "
+        "  (SELECT max(c.period_start) FROM recurring_charges c "
+        "   WHERE c.subscription_id = s.id) AS last "
+        "FROM subscriptions s "
         "JOIN products p ON p.id = s.product_id JOIN accounts a ON a.id = s.account_id "
         "WHERE a.status <> 'removed' AND s.starts_on <= $1 "
         "AND (s.ends_on IS NULL OR s.ends_on > s.starts_on)",
@@ -78,8 +83,10 @@ async def open_periods(conn: Connection, through: date) -> int:
     )
     rows: list[tuple[int, date]] = []
     for s in subs:
+        last: date | None = s["last"]
         for start in period_starts(s["kind"], s["starts_on"], s["bill_day"], s["ends_on"], through):
-            rows.append((s["id"], start))
+            if last is None or start > last:
+                rows.append((s["id"], start))
     if not rows:
         return 0
     inserted = await conn.fetchval(
